@@ -1,0 +1,327 @@
+package bpf
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/shadowtee/shadowtee/internal/sandbox"
+	"github.com/shadowtee/shadowtee/reassembly"
+)
+
+// collector is a Sink that keeps copies of every segment.
+type collector struct {
+	mu   sync.Mutex
+	segs []reassembly.Segment
+}
+
+func (c *collector) Segment(seg *reassembly.Segment, ifindex int) {
+	s := *seg
+	s.Payload = bytes.Clone(seg.Payload)
+	c.mu.Lock()
+	c.segs = append(c.segs, s)
+	c.mu.Unlock()
+}
+
+func (c *collector) Flush() {}
+
+// stream concatenates the payload of the segments of one flow, in the
+// order read (the sender waits for each write to be acknowledged, so no
+// reordering is expected here).
+func (c *collector) stream(src net.Addr) (data []byte, largest int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.segs {
+		if s.Flow.Src.String() == src.String() {
+			data = append(data, s.Payload...)
+			largest = max(largest, len(s.Payload))
+		}
+	}
+	return data, largest
+}
+
+type topology struct {
+	sb             *sandbox.Sandbox
+	client, server *sandbox.Netns
+}
+
+// newTopology makes a client and a server namespace joined by veth c0-s0.
+func newTopology(t *testing.T) *topology {
+	t.Helper()
+	sb, err := sandbox.New("stee-bpf")
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	c, err := sb.Netns("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sb.Netns("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Veth(c, "c0", []string{"198.18.0.1/24", "fd00::1/64"}, s, "s0", []string{"198.18.0.2/24", "fd00::2/64"}); err != nil {
+		t.Fatal(err)
+	}
+	return &topology{sb: sb, client: c, server: s}
+}
+
+// attach hooks tee to s0 in the server namespace and starts a reader.
+func (tp *topology) attach(t *testing.T, tee *Tee, mode AttachMode) (*collector, *Attachment) {
+	t.Helper()
+	var a *Attachment
+	err := tp.server.Do(func() (err error) {
+		a, err = tee.Attach("s0", mode)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if a.Mode != mode && mode != AttachAuto {
+		t.Fatalf("attached with %s, asked for %s", a.Mode, mode)
+	}
+	rd, err := tee.NewReader(time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &collector{}
+	done := make(chan error, 1)
+	go func() { done <- rd.Run(col) }()
+	t.Cleanup(func() {
+		rd.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return col, a
+}
+
+// send connects to addr from the client namespace, writes data in one call
+// and waits until the server has read all of it.
+func (tp *topology) send(t *testing.T, addr string, data []byte) net.Addr {
+	t.Helper()
+	ln, err := tp.server.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		got <- int(n)
+	}()
+	conn, err := tp.client.DialContext(t.Context(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := conn.LocalAddr()
+	if _, err := conn.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if n := <-got; n != len(data) {
+		t.Fatalf("server read %d bytes, want %d", n, len(data))
+	}
+	return local
+}
+
+// waitStream waits until the collector holds want for the flow from src.
+func waitStream(t *testing.T, col *collector, src net.Addr, want []byte) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, largest := col.stream(src)
+		if bytes.Equal(got, want) {
+			return largest
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("copied %d bytes of the %d sent", len(got), len(want))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Over veth, TCP sends up to 64 KiB as one GSO packet; the program copies it
+// whole, in one record, in both attach modes.
+func TestLiveGSOPacketCopiedWhole(t *testing.T) {
+	for _, mode := range []AttachMode{AttachTCX, AttachTC} {
+		t.Run(string(mode), func(t *testing.T) {
+			tp := newTopology(t)
+			tee := loadForTest(t, Options{Ports: []uint16{8080}})
+			col, _ := tp.attach(t, tee, mode)
+			data := payloadOf(60 << 10)
+			src := tp.send(t, "198.18.0.2:8080", data)
+			if largest := waitStream(t, col, src, data); largest <= 16<<10 {
+				t.Errorf("largest record %d bytes: expected GSO packets of more than 16 KiB", largest)
+			}
+			if c := counters(t, tee); c.DropRingFull+c.DropLoad+c.Truncated != 0 {
+				t.Errorf("losses counted: %+v", c)
+			}
+		})
+	}
+}
+
+// With BIG TCP, IPv6 packets grow past 64 KiB (payload_len 0); they are
+// cut into several records without losing a byte.
+func TestLiveBigTCPPacket(t *testing.T) {
+	tp := newTopology(t)
+	for _, side := range []struct {
+		ns    *sandbox.Netns
+		iface string
+	}{{tp.client, "c0"}, {tp.server, "s0"}} {
+		l, err := side.ns.Netlink().LinkByName(side.iface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := side.ns.Netlink().LinkSetGSOMaxSize(l, 185000); err != nil {
+			t.Skipf("no BIG TCP: %v", err)
+		}
+		if err := side.ns.Netlink().LinkSetGROMaxSize(l, 185000); err != nil {
+			t.Skipf("no BIG TCP: %v", err)
+		}
+	}
+	tee := loadForTest(t, Options{Ports: []uint16{8080}})
+	col, _ := tp.attach(t, tee, AttachAuto)
+	data := payloadOf(1 << 20)
+	src := tp.send(t, "[fd00::2]:8080", data)
+	waitStream(t, col, src, data)
+	c := counters(t, tee)
+	if c.DropRingFull+c.DropLoad+c.Truncated != 0 {
+		t.Errorf("losses counted: %+v", c)
+	}
+	// More records than copied packets: some packet was cut in several.
+	col.mu.Lock()
+	records := len(col.segs)
+	col.mu.Unlock()
+	if uint64(records) <= c.Copied {
+		t.Errorf("%d records for %d packets: no packet was larger than one record", records, c.Copied)
+	}
+}
+
+// A device without an Ethernet header gets the L3 variant of the program.
+func TestLiveL3Device(t *testing.T) {
+	tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 20})
+	for _, mode := range []AttachMode{AttachTCX, AttachTC} {
+		t.Run(string(mode), func(t *testing.T) {
+			tun := newTun(t)
+			a, err := tee.Attach(tun.Name, mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			rd, err := tee.NewReader(time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := &collector{}
+			done := make(chan error, 1)
+			go func() { done <- rd.Run(col) }()
+			pkts := []packet{
+				{src: client4, dst: server4, seq: 1, ack: 2, flags: 0x18, payload: get},
+				{src: client6, dst: server6, seq: 3, ack: 4, flags: 0x18, payload: get},
+			}
+			for _, p := range pkts {
+				if _, err := tun.file.Write(p.ipDatagram()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				col.mu.Lock()
+				n := len(col.segs)
+				col.mu.Unlock()
+				if n >= len(pkts) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			rd.Close()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(col.segs) != len(pkts) {
+				t.Fatalf("got %d records, want %d", len(col.segs), len(pkts))
+			}
+			for i, p := range pkts {
+				checkSegment(t, col.segs[i], p)
+			}
+		})
+	}
+}
+
+// A tc filter left by a killed agent is replaced, never duplicated, and
+// other filters on the interface are left alone.
+func TestStaleFilterReplaced(t *testing.T) {
+	tp := newTopology(t)
+	nl := tp.server.Netlink()
+	link, err := nl.LinkByName("s0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16})
+	var stale *Attachment
+	if err := tp.server.Do(func() (err error) { stale, err = old.Attach("s0", AttachTC); return err }); err != nil {
+		t.Fatal(err)
+	}
+	_ = stale // as if the agent had been killed: never closed
+	// Another tool's filter on the same hook must survive.
+	other := ourFilter(link.Attrs().Index, old.program(true).FD())
+	other.Name, other.Handle, other.Priority = "othertool", 7, 5
+	if err := nl.FilterAdd(other); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, mode := range []AttachMode{AttachTC, AttachTCX} {
+		tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16})
+		var a *Attachment
+		if err := tp.server.Do(func() (err error) { a, err = tee.Attach("s0", mode); return err }); err != nil {
+			t.Fatal(err)
+		}
+		names := filterNames(t, nl, link)
+		wantOurs := 0
+		if mode == AttachTC {
+			wantOurs = 1
+		}
+		if names[filterName] != wantOurs || names["othertool"] != 1 {
+			t.Errorf("%s: filters after attach: %v", mode, names)
+		}
+		if err := tp.server.Do(a.Close); err != nil {
+			t.Fatal(err)
+		}
+		if names := filterNames(t, nl, link); names[filterName] != 0 || names["othertool"] != 1 {
+			t.Errorf("%s: filters after detach: %v", mode, names)
+		}
+	}
+	if _, err := nl.QdiscList(link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func filterNames(t *testing.T, nl *netlink.Handle, link netlink.Link) map[string]int {
+	t.Helper()
+	fs, err := nl.FilterList(link, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, f := range fs {
+		if bf, ok := f.(*netlink.BpfFilter); ok {
+			names[bf.Name]++
+		}
+	}
+	return names
+}
+

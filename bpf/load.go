@@ -1,0 +1,175 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// MaxPorts is the number of destination ports the kernel filter can hold.
+const MaxPorts = 64
+
+// Options configure the loaded program.
+type Options struct {
+	// Ports are the TCP destination ports whose segments are copied.
+	Ports []uint16
+	// RingBytes is the size of the ring buffer: a power of two, at least one
+	// page. Default 8 MiB.
+	RingBytes int
+	// WakeupBytes wakes the reader once this many bytes wait in the ring
+	// (fewer wake-ups, more latency between timer polls). 0 wakes it for
+	// every record. Default 64 KiB.
+	WakeupBytes uint32
+}
+
+// Defaults for Options.
+const (
+	DefaultRingBytes   = 8 << 20
+	DefaultWakeupBytes = 64 << 10
+)
+
+// Tee is the loaded program with its maps. It is not attached anywhere yet.
+type Tee struct {
+	objs teeObjects
+}
+
+// Load loads the program into the kernel. On a verifier rejection the error
+// carries the whole verifier log; print it with %+v.
+func Load(opts Options) (*Tee, error) {
+	if opts.RingBytes == 0 {
+		opts.RingBytes = DefaultRingBytes
+	}
+	page := os.Getpagesize()
+	if opts.RingBytes < page || opts.RingBytes&(opts.RingBytes-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", opts.RingBytes, page)
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+	// ignore it, and then this is a no-op.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise memlock limit: %w", err)
+	}
+
+	spec, err := loadTee()
+	if err != nil {
+		return nil, err
+	}
+	var specs teeSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, err
+	}
+	specs.Events.MaxEntries = uint32(opts.RingBytes)
+	if err := specs.WakeupBytes.Set(opts.WakeupBytes); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+
+	t := &Tee{}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load BPF program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF program: %w", err)
+	}
+	if err := t.SetPorts(opts.Ports); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// SetPorts makes the kernel filter copy exactly these destination ports.
+// Ports are added before others are removed, so a port that stays is never
+// missing for a moment.
+func (t *Tee) SetPorts(ports []uint16) error {
+	want := slices.Clone(ports)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if len(want) > MaxPorts {
+		return fmt.Errorf("%d ports: the kernel filter holds at most %d", len(want), MaxPorts)
+	}
+	if slices.Contains(want, 0) {
+		return errors.New("port 0 cannot be watched")
+	}
+	var one uint8 = 1
+	for _, p := range want {
+		if err := t.objs.Ports.Put(p, one); err != nil {
+			return fmt.Errorf("add port %d: %w", p, err)
+		}
+	}
+	var (
+		key   uint16
+		stale []uint16
+	)
+	iter := t.objs.Ports.Iterate()
+	for iter.Next(&key, &one) {
+		if _, found := slices.BinarySearch(want, key); !found {
+			stale = append(stale, key)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("list ports: %w", err)
+	}
+	for _, p := range stale {
+		if err := t.objs.Ports.Delete(p); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove port %d: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Counters are the kernel program's counters, summed over all CPUs.
+type Counters struct {
+	Seen         uint64 // packets the program ran on
+	Matched      uint64 // TCP segments to a watched port
+	Copied       uint64 // matched segments copied whole
+	CopiedBytes  uint64 // payload bytes copied
+	DropRingFull uint64 // matched segments lost because the ring buffer was full
+	DropLoad     uint64 // matched segments lost because their payload could not be read
+	Truncated    uint64 // segments longer than the largest copy (their tail was lost)
+	Fragments    uint64 // IP fragments seen (not followed)
+}
+
+// Counters reads and sums the per-CPU counters.
+func (t *Tee) Counters() (Counters, error) {
+	var (
+		zero   uint32
+		perCPU []teeTeeCounters
+	)
+	if err := t.objs.Counters.Lookup(zero, &perCPU); err != nil {
+		return Counters{}, fmt.Errorf("read counters: %w", err)
+	}
+	var sum [teeTeeCounterTEE_COUNTER_MAX]uint64
+	for _, c := range perCPU {
+		for i := range sum {
+			sum[i] += c.V[i]
+		}
+	}
+	return Counters{
+		Seen:         sum[teeTeeCounterTEE_SEEN],
+		Matched:      sum[teeTeeCounterTEE_MATCHED],
+		Copied:       sum[teeTeeCounterTEE_COPIED],
+		CopiedBytes:  sum[teeTeeCounterTEE_COPIED_BYTES],
+		DropRingFull: sum[teeTeeCounterTEE_DROP_RING_FULL],
+		DropLoad:     sum[teeTeeCounterTEE_DROP_LOAD],
+		Truncated:    sum[teeTeeCounterTEE_TRUNCATED],
+		Fragments:    sum[teeTeeCounterTEE_FRAGMENT],
+	}, nil
+}
+
+// program returns the variant for a device with or without an Ethernet header.
+func (t *Tee) program(ethernet bool) *ebpf.Program {
+	if ethernet {
+		return t.objs.TeeEth
+	}
+	return t.objs.TeeL3
+}
+
+// Close unloads the program and its maps. Attachments must be closed first;
+// a TCX link or tc filter keeps its own reference to the program.
+func (t *Tee) Close() error {
+	return t.objs.Close()
+}
