@@ -324,4 +324,3 @@ func filterNames(t *testing.T, nl *netlink.Handle, link netlink.Link) map[string
 	}
 	return names
 }
-
