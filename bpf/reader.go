@@ -107,3 +107,6 @@ func monoToWallOffset() int64 {
 	}
 	return before.UnixNano() - ts.Nano()
 }
+
+// Pending returns the bytes waiting in the ring buffer.
+func (r *Reader) Pending() int { return r.rd.AvailableBytes() }

@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/shadow"
+)
+
+// collector exposes the run's counters to Prometheus. It reads the atomic
+// counters at scrape time, so the packet path pays nothing for metrics.
+type collector struct {
+	s          *stats
+	interfaces func() []ReadyInterface
+	streams    func() int
+
+	packets, kernelDrops, copiedBytes           *prometheus.Desc
+	segments, backlogDrops, backlogBytes        *prometheus.Desc
+	streamsActive, streamsTotal, gaps, gapBytes *prometheus.Desc
+	requests, skipped, dropped, failed          *prometheus.Desc
+	responses, latency, connections, queueBytes *prometheus.Desc
+	attached                                    *prometheus.Desc
+}
+
+func newCollector(s *stats, interfaces func() []ReadyInterface, streams func() int) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("shadowtee_"+name, help, labels, nil)
+	}
+	return &collector{
+		s: s, interfaces: interfaces, streams: streams,
+		packets:       d("packets_total", "Packets seen by the kernel program, matched to a watched port, and copied whole.", "result"),
+		kernelDrops:   d("packet_drops_total", "Matched packets the kernel program could not copy (whole), by reason.", "reason"),
+		copiedBytes:   d("copied_bytes_total", "TCP payload bytes copied by the kernel program."),
+		segments:      d("segments_total", "Segments read from the capture."),
+		backlogDrops:  d("segment_drops_total", "Segments dropped in user space because the workers were behind.", "reason"),
+		backlogBytes:  d("backlog_bytes", "Payload bytes waiting for the reassembly workers."),
+		streamsActive: d("streams_active", "TCP streams followed now."),
+		streamsTotal:  d("streams_total", "TCP streams by how they started or ended.", "event"),
+		gaps:          d("stream_gaps_total", "Holes in TCP streams given up on (the requests they cut are counted as incomplete)."),
+		gapBytes:      d("stream_gap_bytes_total", "Bytes lost in those holes."),
+		requests:      d("requests_total", "HTTP requests framed, queued for the shadow, and mirrored (answered by the shadow).", "result"),
+		skipped:       d("requests_skipped_total", "Requests not mirrored by decision or because they could not be framed, by reason.", "reason"),
+		dropped:       d("requests_dropped_total", "Requests not sent to the shadow, by reason.", "reason"),
+		failed:        d("requests_failed_total", "Requests sent to the shadow without a complete answer, by reason.", "reason"),
+		responses:     d("shadow_responses_total", "Final responses of the shadow by status code.", "code"),
+		latency:       d("shadow_latency_seconds", "Time from writing a request to the end of the shadow's response."),
+		connections:   d("shadow_connections_opened_total", "Connections opened to the shadow."),
+		queueBytes:    d("shadow_queue_bytes", "Bytes of requests held for the shadow, queued or awaiting an answer."),
+		attached:      d("attached", "Interfaces the program is attached to, with the attach mode in use.", "iface", "mode"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	s := c.s
+	if s.kernel != nil {
+		if k, err := s.kernel(); err == nil {
+			counter(c.packets, k.Seen, "seen")
+			counter(c.packets, k.Matched, "matched")
+			counter(c.packets, k.Copied, "copied")
+			counter(c.kernelDrops, k.DropRingFull, "ring_full")
+			counter(c.kernelDrops, k.DropLoad, "load_error")
+			counter(c.kernelDrops, k.Truncated, "truncated")
+			counter(c.copiedBytes, k.CopiedBytes)
+		}
+	}
+	counter(c.segments, s.capture.Segments.Load())
+	counter(c.backlogDrops, s.capture.BacklogDrops.Load(), "backlog_full")
+	gauge(c.backlogBytes, float64(s.capture.BacklogBytes.Load()))
+
+	r := &s.reassembly
+	gauge(c.streamsActive, float64(c.streams()))
+	counter(c.streamsTotal, r.StreamsOpened.Load(), "opened")
+	counter(c.streamsTotal, r.StreamsMid.Load(), "joined_mid_stream")
+	counter(c.streamsTotal, r.StreamsClosed.Load(), "closed")
+	counter(c.streamsTotal, r.StreamsExpired.Load(), "expired")
+	counter(c.streamsTotal, r.StreamsEvicted.Load(), "evicted")
+	counter(c.gaps, r.Gaps.Load())
+	counter(c.gapBytes, r.GapBytes.Load())
+
+	f := &s.mirror.framing
+	sh := &s.mirror.shadow
+	counter(c.requests, f.Requests.Load(), "framed")
+	counter(c.requests, sh.Queued.Load(), "queued")
+	counter(c.requests, sh.Mirrored.Load(), "mirrored")
+	for i := range httpframe.NumReasons {
+		counter(c.skipped, f.Skipped[i].Load(), i.String())
+	}
+	for i := range shadow.NumDropReasons {
+		counter(c.dropped, sh.Dropped[i].Load(), i.String())
+	}
+	for i := range shadow.NumFailReasons {
+		counter(c.failed, sh.Failed[i].Load(), i.String())
+	}
+	sh.VisitStatus(func(code int, n uint64) {
+		label := strconv.Itoa(code)
+		if code == 0 {
+			label = "other"
+		}
+		counter(c.responses, n, label)
+	})
+	buckets := map[float64]uint64{}
+	var count uint64
+	var sum float64
+	sh.Latency.Visit(func(le time.Duration, cumulative uint64) {
+		// Export the power-of-two bounds from 64µs up: enough resolution
+		// for dashboards without a hundred series.
+		us := le.Microseconds()
+		if le > 0 && us >= 64 && us&(us-1) == 0 {
+			buckets[le.Seconds()] = cumulative
+		}
+	})
+	count, sum = sh.Latency.Count(), sh.Latency.Sum().Seconds()
+	ch <- prometheus.MustNewConstHistogram(c.latency, count, sum, buckets)
+	counter(c.connections, sh.ConnectionsOpened.Load())
+	gauge(c.queueBytes, float64(sh.QueueBytes.Load()))
+	for _, i := range c.interfaces() {
+		gauge(c.attached, 1, i.Name, i.Mode)
+	}
+}
+
+// metricsServer serves /metrics, /healthz and /readyz.
+type metricsServer struct {
+	srv   *http.Server
+	addr  string
+	ready atomic.Bool
+}
+
+func startMetrics(addr string, c prometheus.Collector) (*metricsServer, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	m := &metricsServer{addr: ln.Addr().String()}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.ready.Load() {
+			http.Error(w, "not attached yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener is ours; it only fails when closed
+		}
+	}()
+	return m, nil
+}
+
+func (m *metricsServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = m.srv.Shutdown(ctx)
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/shadowtee/shadowtee/agent"
+	"github.com/shadowtee/shadowtee/bpf"
+)
+
+const catCapture = "Capture"
+
+func attachCommand() *ucli.Command {
+	flags := []ucli.Flag{
+		&ucli.StringSliceFlag{Name: "iface", Aliases: []string{"i"}, Usage: "interface whose ingress traffic is copied, `NAME` (repeatable or comma-separated)", EnvVars: env("IFACE"), Category: catCapture},
+		&ucli.StringSliceFlag{Name: "port", Aliases: []string{"p"}, Usage: "TCP port of the service to mirror, `PORT` (repeatable or comma-separated, up to 64)", EnvVars: env("PORT"), Category: catCapture},
+		&ucli.StringFlag{Name: "attach-mode", Value: "auto", Usage: "auto (TCX where the kernel has it, else tc), tcx, or tc (clsact qdisc + filter)", EnvVars: env("ATTACH_MODE"), Category: catCapture},
+		&ucli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "kernel ring buffer size, a power of two", EnvVars: env("RING_SIZE"), Category: catCapture},
+		&ucli.StringFlag{Name: "metrics-addr", Usage: "serve /metrics, /healthz and /readyz on this `ADDR` (e.g. :9090)", EnvVars: env("METRICS_ADDR"), Category: "Operations"},
+		&ucli.StringFlag{Name: "ready-file", Usage: "write this `FILE` once attached and running (removed on exit)", EnvVars: env("READY_FILE"), Category: "Operations"},
+		&ucli.DurationFlag{Name: "stats-interval", Value: agent.DefaultStatsInterval, Usage: "log a one-line summary this often (0: never)", EnvVars: env("STATS_INTERVAL"), Category: "Operations"},
+		&ucli.DurationFlag{Name: "drain-timeout", Value: agent.DefaultDrainTimeout, Usage: "on exit, how long to wait for mirrored requests still in flight", EnvVars: env("DRAIN_TIMEOUT"), Category: "Operations"},
+		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed on exit: text or json", EnvVars: env("SUMMARY"), Category: "Operations"},
+	}
+	flags = append(flags, mirrorFlags()...)
+	flags = append(flags, logFlags()...)
+	return &ucli.Command{
+		Name:      "attach",
+		Usage:     "copy live requests from interfaces and mirror them to a shadow",
+		UsageText: "sudo shadowtee attach --iface IFACE --port PORT --shadow URL [options]",
+		Description: `Attaches a read-only TC program to the ingress of each interface, copies the
+client-to-server bytes of connections to the given ports, frames the HTTP/1.x
+requests and replays them to the shadow with Host "foo" sent as "foo-shadow".
+
+Runs until SIGINT or SIGTERM, then detaches, waits up to --drain-timeout for
+mirrored requests in flight, prints a summary and exits 0.
+
+Example:
+  sudo shadowtee attach --iface eth0 --port 8080 --shadow http://10.0.0.7:8000 \
+      --percent 10 --metrics-addr :9090
+
+Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON.`,
+		Flags:  flags,
+		Action: runAttach,
+	}
+}
+
+func runAttach(c *ucli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("unexpected argument %q (flags start with --)", c.Args().First())
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := attachConfig(c)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	format := c.String("summary")
+	if format != "text" && format != "json" {
+		return usagef("--summary %q: want text or json", format)
+	}
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := agent.Run(ctx, cfg)
+	if sum != nil {
+		if format == "json" {
+			enc := json.NewEncoder(c.App.Writer)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(sum)
+		} else {
+			sum.WriteText(c.App.Writer)
+		}
+	}
+	return err
+}
+
+func attachConfig(c *ucli.Context) (agent.Config, error) {
+	cfg := agent.Config{
+		Interfaces:    splitList(c.StringSlice("iface")),
+		MetricsAddr:   c.String("metrics-addr"),
+		ReadyFile:     c.String("ready-file"),
+		StatsInterval: c.Duration("stats-interval"),
+		DrainTimeout:  c.Duration("drain-timeout"),
+		Poll:          bpf.DefaultPoll,
+		WakeupBytes:   bpf.DefaultWakeupBytes,
+	}
+	if len(cfg.Interfaces) == 0 {
+		return cfg, usagef("--iface is required: the interface where requests arrive (see `ip link`)")
+	}
+	ports, err := parsePorts(c.StringSlice("port"))
+	if err != nil {
+		return cfg, err
+	}
+	if len(ports) == 0 {
+		return cfg, usagef("--port is required: the TCP port of the service to mirror")
+	}
+	cfg.Ports = ports
+	if cfg.AttachMode, err = bpf.ParseAttachMode(c.String("attach-mode")); err != nil {
+		return cfg, usageError{err}
+	}
+	ring, err := parseSize(c.String("ring-size"))
+	if err != nil {
+		return cfg, usagef("--ring-size: %v", err)
+	}
+	if ring < int64(os.Getpagesize()) || ring&(ring-1) != 0 || ring > 1<<30 {
+		return cfg, usagef("--ring-size %s: want a power of two from 4KiB to 1GiB", c.String("ring-size"))
+	}
+	cfg.RingBytes = int(ring)
+	if cfg.StatsInterval < 0 || cfg.DrainTimeout < 0 {
+		return cfg, usagef("durations must not be negative")
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = time.Millisecond
+	}
+	if cfg.Mirror, err = mirrorConfig(c); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
