@@ -22,7 +22,7 @@ type Stream interface {
 
 // NewStreamFunc creates the Stream for a flow seen for the first time.
 // midStream is true when the flow was joined without its SYN: the first
-// bytes may start in the middle of a message.
+// bytes may start in the middle of a message. It must not return nil.
 type NewStreamFunc func(flow Flow, midStream bool, t time.Time) Stream
 
 // Stats counts what the assemblers did. One Stats may be shared by several
@@ -38,10 +38,10 @@ type Stats struct {
 	GapBytes        atomic.Uint64 // bytes skipped over because of those holes
 	StreamsOpened   atomic.Uint64 // streams created
 	StreamsMid      atomic.Uint64 // of those, joined mid-stream (no SYN seen)
-	StreamsClosed   atomic.Uint64 // ended by FIN or RST
+	StreamsClosed   atomic.Uint64 // ended by FIN or RST (or a new SYN reusing the ports)
 	StreamsExpired  atomic.Uint64 // ended by idle expiry
 	StreamsEvicted  atomic.Uint64 // ended early because MaxStreams was reached
-	BufferFullDrops atomic.Uint64 // out-of-order segments not kept because a byte cap was reached
+	BufferFullDrops atomic.Uint64 // out-of-order segments that met a buffer cap: their flow gave up on its hole to take them
 	ActiveStreams   atomic.Int64  // streams open now
 	BufferedBytes   atomic.Int64  // out-of-order bytes held now
 }
@@ -51,10 +51,12 @@ type Config struct {
 	// NewStream is called for the first segment of every flow. Required.
 	NewStream NewStreamFunc
 	// MaxStreamBuffer caps the out-of-order bytes held for one flow.
-	// Default 1 MiB.
+	// A flow that would exceed it gives up on its hole at once (a Gap)
+	// rather than drop what arrived. Default 1 MiB.
 	MaxStreamBuffer int
 	// MaxBuffer caps the out-of-order bytes held over all flows of this
-	// Assembler. Default 64 MiB.
+	// Assembler; the flow whose segment would exceed it gives up on its
+	// hole, as for MaxStreamBuffer. Default 64 MiB.
 	MaxBuffer int
 	// MaxStreams caps the number of flows tracked at once. When a new flow
 	// would exceed it, the least recently active flow is ended. Default 262144.
@@ -62,7 +64,8 @@ type Config struct {
 	// IdleTimeout ends a flow with no segment for this long. Default 120s.
 	IdleTimeout time.Duration
 	// GapTimeout is how long a hole may wait for a retransmission before it
-	// is given up on. Default 1s.
+	// is given up on, counted from the arrival of the first byte (or FIN)
+	// beyond it. Default 1s.
 	GapTimeout time.Duration
 	// Stats receives the counters. Optional.
 	Stats *Stats
