@@ -49,6 +49,9 @@ type Assembler struct {
 
 	pool  bufPool
 	spare []*ooo
+
+	// closed remembers where recently closed flows ended (closed.go).
+	closed closedFlows
 }
 
 // conn is the state of one flow. It is kept small because an agent holds
@@ -153,24 +156,32 @@ func (a *Assembler) Add(seg *Segment) {
 			a.end(c, endClosed, seg.Time)
 			c = nil
 		}
+		if c == nil {
+			a.closed.forget(seg.Flow) // a new connection on the same ports
+		}
+	}
+	payload := seg.Payload
+	if c == nil && !syn {
+		// Late retransmissions of a closed flow are not a new stream.
+		seq, payload = a.afterClose(seg.Flow, seq, payload)
 	}
 	if c == nil {
 		// Only a SYN or data may open a flow: a pure ACK, or the FIN/ACK that
 		// a closed connection retransmits, would open a stream of nothing.
-		if !syn && len(seg.Payload) == 0 {
+		if !syn && len(payload) == 0 {
 			return
 		}
 		c = a.open(seg.Flow, seq, !syn, seg.Time)
 	} else {
 		a.touch(c)
 	}
-	if len(seg.Payload) > 0 {
-		a.accept(c, seq, seg.Payload, seg.Time)
+	if len(payload) > 0 {
+		a.accept(c, seq, payload, seg.Time)
 	}
 	if seg.Flags&FIN != 0 && !c.hasFin {
 		// The first FIN wins: a later one with another number is noise.
 		c.hasFin = true
-		c.finSeq = seq + uint32(len(seg.Payload))
+		c.finSeq = seq + uint32(len(payload))
 		if c.finAhead() {
 			a.waitFor(c).finAt = a.clock
 		}
@@ -203,6 +214,7 @@ func (a *Assembler) Tick(now time.Time) {
 	for c := a.head; c != nil && a.clock-c.lastSeen >= a.idleTimeout; c = a.head {
 		a.end(c, endExpired, t)
 	}
+	a.closed.expire(a.clock)
 }
 
 // Close ends every flow, least recently active first, delivering what is
@@ -216,6 +228,7 @@ func (a *Assembler) Close() {
 	a.waiting = nil
 	a.spare = nil
 	a.pool = bufPool{limit: a.pool.limit}
+	a.closed.reset()
 }
 
 // advance moves the clock forward to t.
@@ -285,6 +298,7 @@ func (a *Assembler) end(c *conn, why endReason, t time.Time) {
 	switch why {
 	case endClosed:
 		st.StreamsClosed.Add(1)
+		a.closed.add(c.flow, c.nextSeq, a.clock)
 	case endExpired:
 		st.StreamsExpired.Add(1)
 	case endEvicted:

@@ -13,9 +13,55 @@ var lifecycleCases = []tableCase{
 		steps: []step{
 			seg(fA, 100, SYN, "", 0),
 			seg(fA, 101, FIN, "bye", 0),
-			seg(fA, 101, FIN, "bye", 0), // data after the close opens a flow, as any data does
+			seg(fA, 101, FIN, "bye", 0), // a late retransmission: already delivered
 		},
-		want: []string{"A open", "A data:bye", "A end", "A open mid", "A data:bye", "A end"},
+		want: []string{"A open", "A data:bye", "A end"},
+		check: func(t *testing.T, st *Stats, a *Assembler) {
+			want(t, "Duplicate", st.Duplicate.Load(), 1)
+			want(t, "StreamsOpened", st.StreamsOpened.Load(), 1)
+		},
+	},
+	{
+		name: "retransmission after close that reaches past the end",
+		steps: []step{
+			seg(fA, 100, SYN, "", 0),
+			seg(fA, 101, FIN, "bye", 0),
+			seg(fA, 102, 0, "yeGET", 0), // only "GET" was never delivered
+		},
+		want: []string{"A open", "A data:bye", "A end", "A open mid", "A data:GET"},
+		check: func(t *testing.T, st *Stats, a *Assembler) {
+			want(t, "OverlapBytes", st.OverlapBytes.Load(), 2)
+		},
+	},
+	{
+		name: "a closed flow is forgotten after a while",
+		steps: []step{
+			seg(fA, 100, SYN, "", 0),
+			seg(fA, 101, FIN, "bye", 0),
+			tick(31 * time.Second),
+			seg(fA, 101, 0, "bye", 31*time.Second),
+		},
+		want: []string{"A open", "A data:bye", "A end", "A open mid", "A data:bye"},
+	},
+	{
+		name: "a new SYN after close starts over",
+		steps: []step{
+			seg(fA, 100, SYN, "", 0),
+			seg(fA, 101, FIN, "bye", 0),
+			seg(fA, 50, SYN, "", 0),
+			seg(fA, 51, 0, "hi", 0),
+		},
+		want: []string{"A open", "A data:bye", "A end", "A open", "A data:hi"},
+	},
+	{
+		name: "late data after a reset",
+		steps: []step{
+			seg(fA, 100, SYN, "", 0),
+			seg(fA, 101, 0, "abc", 0),
+			seg(fA, 104, RST, "", 0),
+			seg(fA, 101, 0, "abc", 0),
+		},
+		want: []string{"A open", "A data:abc", "A end"},
 	},
 	{
 		name: "FIN without data, then stray FIN/ACK and ACK",
