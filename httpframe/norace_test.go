@@ -1,0 +1,5 @@
+//go:build !race
+
+package httpframe
+
+const raceEnabled = false
