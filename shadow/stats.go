@@ -1,0 +1,323 @@
+package shadow
+
+import (
+	"fmt"
+	"math/bits"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DropReason says why Send refused a request.
+type DropReason uint8
+
+// Reasons for a request not to be queued.
+const (
+	DropQueueFull  DropReason = iota // the worker's queue or the byte budget was full
+	DropClosed                       // Send was called after Close
+	NumDropReasons                   // the number of DropReason values
+)
+
+var dropNames = [NumDropReasons]string{"queue_full", "closed"}
+
+// String returns the reason as a snake_case metric label.
+func (r DropReason) String() string {
+	if r < NumDropReasons {
+		return dropNames[r]
+	}
+	return fmt.Sprintf("drop_reason_%d", uint8(r))
+}
+
+// FailReason says why a queued request got no complete response.
+type FailReason uint8
+
+// Reasons for a queued request to fail. No failed request is retried.
+const (
+	FailConnect    FailReason = iota // dialling failed (refused, unreachable, timed out), or the worker is backing off after a connection failed without any response
+	FailTLS                          // the TLS handshake failed
+	FailWrite                        // writing the request failed
+	FailTimeout                      // no complete response within Timeout
+	FailAborted                      // the connection failed while the request waited behind another one
+	FailReset                        // reset or EOF before the response was complete
+	FailProtocol                     // the response could not be parsed
+	FailShutdown                     // Close gave up waiting for it
+	NumFailReasons                   // the number of FailReason values
+)
+
+var failNames = [NumFailReasons]string{
+	"connect", "tls", "write", "timeout", "aborted", "reset", "protocol", "shutdown",
+}
+
+// String returns the reason as a snake_case metric label.
+func (r FailReason) String() string {
+	if r < NumFailReasons {
+		return failNames[r]
+	}
+	return fmt.Sprintf("fail_reason_%d", uint8(r))
+}
+
+const (
+	minStatus = 100
+	maxStatus = 599
+)
+
+// Stats counts what a Sender did. Every field is updated atomically, so the
+// agent can read them at any time while the Sender runs. Once Close has
+// returned, every queued request has been counted exactly once in Mirrored
+// or Failed.
+type Stats struct {
+	Queued            atomic.Uint64 // requests accepted by Send
+	Sent              atomic.Uint64 // request writes that succeeded (a requeued request counts again)
+	Mirrored          atomic.Uint64 // requests whose complete response was read
+	Requeued          atomic.Uint64 // requests written again because the server closed before reading them
+	ConnectionsOpened atomic.Uint64 // connections (and TLS sessions) established to the shadow
+	QueueBytes        atomic.Int64  // bytes of requests held now, queued or awaiting a response
+
+	Dropped [NumDropReasons]atomic.Uint64 // by DropReason
+	Failed  [NumFailReasons]atomic.Uint64 // by FailReason
+
+	// Latency runs from the write of a request to the end of its response.
+	Latency Histogram
+	// QueueDelay runs from Send to the write of a request.
+	QueueDelay Histogram
+
+	status      [maxStatus - minStatus + 1]atomic.Uint64
+	statusOther atomic.Uint64
+}
+
+func (s *Stats) countStatus(code int) {
+	if code >= minStatus && code <= maxStatus {
+		s.status[code-minStatus].Add(1)
+		return
+	}
+	s.statusOther.Add(1)
+}
+
+// Status returns the number of final responses with status code, or with a
+// code outside 100..599 when code is 0.
+func (s *Stats) Status(code int) uint64 {
+	if code >= minStatus && code <= maxStatus {
+		return s.status[code-minStatus].Load()
+	}
+	if code == 0 {
+		return s.statusOther.Load()
+	}
+	return 0
+}
+
+// VisitStatus calls fn for every status code seen at least once, in
+// increasing order, then with code 0 for codes outside 100..599 if any.
+// Interim (1xx) responses are skipped, not counted: the count per code is of
+// final responses, so the counts add up to Mirrored.
+func (s *Stats) VisitStatus(fn func(code int, n uint64)) {
+	for i := range s.status {
+		if n := s.status[i].Load(); n > 0 {
+			fn(i+minStatus, n)
+		}
+	}
+	if n := s.statusOther.Load(); n > 0 {
+		fn(0, n)
+	}
+}
+
+// Snapshot is a copy of Stats in plain values, for a summary.
+type Snapshot struct {
+	Queued, Sent, Mirrored, Requeued, ConnectionsOpened uint64
+	QueueBytes                                          int64
+	Dropped                                             map[string]uint64 // non-zero counts by DropReason label
+	Failed                                              map[string]uint64 // non-zero counts by FailReason label
+	Status                                              map[int]uint64    // non-zero counts by final status; 0 is "other"
+	Responses                                           uint64            // responses in the latency histogram
+	LatencyP50, LatencyP99                              time.Duration
+}
+
+// Snapshot copies the counters. The copy is not atomic as a whole: counters
+// read later may include requests that earlier ones do not.
+func (s *Stats) Snapshot() Snapshot {
+	sn := Snapshot{
+		Queued:            s.Queued.Load(),
+		Sent:              s.Sent.Load(),
+		Mirrored:          s.Mirrored.Load(),
+		Requeued:          s.Requeued.Load(),
+		ConnectionsOpened: s.ConnectionsOpened.Load(),
+		QueueBytes:        s.QueueBytes.Load(),
+		Dropped:           map[string]uint64{},
+		Failed:            map[string]uint64{},
+		Status:            map[int]uint64{},
+		Responses:         s.Latency.Count(),
+		LatencyP50:        s.Latency.Quantile(0.5),
+		LatencyP99:        s.Latency.Quantile(0.99),
+	}
+	for r := range DropReason(NumDropReasons) {
+		if n := s.Dropped[r].Load(); n > 0 {
+			sn.Dropped[r.String()] = n
+		}
+	}
+	for r := range FailReason(NumFailReasons) {
+		if n := s.Failed[r].Load(); n > 0 {
+			sn.Failed[r.String()] = n
+		}
+	}
+	s.VisitStatus(func(code int, n uint64) { sn.Status[code] = n })
+	return sn
+}
+
+// String formats the snapshot on one line, maps in sorted order.
+func (sn Snapshot) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "queued=%d sent=%d mirrored=%d requeued=%d connections=%d queue_bytes=%d",
+		sn.Queued, sn.Sent, sn.Mirrored, sn.Requeued, sn.ConnectionsOpened, sn.QueueBytes)
+	writeMap(&b, "dropped", sn.Dropped)
+	writeMap(&b, "failed", sn.Failed)
+	codes := make([]int, 0, len(sn.Status))
+	for c := range sn.Status {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	for _, c := range codes {
+		if c == 0 {
+			fmt.Fprintf(&b, " status_other=%d", sn.Status[c])
+		} else {
+			fmt.Fprintf(&b, " status_%d=%d", c, sn.Status[c])
+		}
+	}
+	if sn.Responses > 0 {
+		fmt.Fprintf(&b, " p50=%v p99=%v", sn.LatencyP50, sn.LatencyP99)
+	}
+	return b.String()
+}
+
+func writeMap(b *strings.Builder, prefix string, m map[string]uint64) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(b, " %s_%s=%d", prefix, k, m[k])
+	}
+}
+
+// Histogram buckets durations on a log scale with four buckets per power of
+// two (each at most 25% wide), from 1µs to 2^26µs (about 67s), plus an
+// overflow bucket. Observe is a few integer operations and one atomic add,
+// with no allocation, so it can sit on the path of every response.
+type Histogram struct {
+	counts [numBuckets]atomic.Uint64
+	sumNs  atomic.Int64
+}
+
+const (
+	maxExp     = 25                // the highest power of two with its own four buckets
+	numBounded = 4 + (maxExp-1)*4  // buckets with a finite upper bound: 100
+	numBuckets = numBounded + 1    // plus overflow
+	maxBoundUs = 1 << (maxExp + 1) // upper bound of the last finite bucket, in µs
+)
+
+// bucketBounds holds the inclusive upper bound of each finite bucket in µs.
+var bucketBounds = func() (b [numBounded]uint64) {
+	for i := range b {
+		b[i] = boundOf(i)
+	}
+	return b
+}()
+
+// bucketOf returns the bucket of a value of v µs. Bucket i holds the values
+// in (bound(i-1), bound(i)]: the scheme works on x = v-1 so that the bounds
+// are inclusive, as Prometheus "le" buckets are.
+func bucketOf(v uint64) int {
+	if v <= 1 {
+		return 0
+	}
+	x := v - 1
+	if x < 4 {
+		return int(x)
+	}
+	e := bits.Len64(x) - 1
+	if e > maxExp {
+		return numBounded
+	}
+	sub := int(x>>(e-2)) & 3
+	return 4 + (e-2)*4 + sub
+}
+
+// boundOf returns the inclusive upper bound of bucket i in µs.
+func boundOf(i int) uint64 {
+	if i < 4 {
+		return uint64(i + 1)
+	}
+	e := (i-4)/4 + 2
+	sub := uint64((i - 4) % 4)
+	return 1<<e + (sub+1)<<(e-2)
+}
+
+// Observe records one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	us := (uint64(d) + 999) / 1000
+	h.counts[bucketOf(us)].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+// Count returns the number of durations observed.
+func (h *Histogram) Count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
+}
+
+// Sum returns the total of the durations observed.
+func (h *Histogram) Sum() time.Duration { return time.Duration(h.sumNs.Load()) }
+
+// Visit calls fn for every finite bucket in increasing order with its
+// inclusive upper bound and the cumulative count of durations up to it, the
+// shape of a Prometheus histogram. The +Inf bucket is the last cumulative
+// count plus the overflow, which Visit passes with le < 0. An exporter may
+// keep any subset of the bounds: cumulative counts stay correct.
+func (h *Histogram) Visit(fn func(le time.Duration, cumulative uint64)) {
+	var n uint64
+	for i := 0; i < numBounded; i++ {
+		n += h.counts[i].Load()
+		fn(time.Duration(bucketBounds[i])*time.Microsecond, n)
+	}
+	fn(-1, n+h.counts[numBounded].Load())
+}
+
+// Quantile estimates the q-quantile (0 < q <= 1) by linear interpolation
+// inside the bucket that holds it; the error is at most the bucket's width.
+// It returns 0 when nothing was observed.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	var counts [numBuckets]uint64
+	var total uint64
+	for i := range counts {
+		counts[i] = h.counts[i].Load()
+		total += counts[i]
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := q * float64(total)
+	var seen uint64
+	for i, c := range counts {
+		if c == 0 || float64(seen+c) < rank {
+			seen += c
+			continue
+		}
+		if i == numBounded {
+			return time.Duration(maxBoundUs) * time.Microsecond
+		}
+		lo := 0.0
+		if i > 0 {
+			lo = float64(bucketBounds[i-1])
+		}
+		hi := float64(bucketBounds[i])
+		frac := (rank - float64(seen)) / float64(c)
+		return time.Duration((lo + (hi-lo)*frac) * float64(time.Microsecond))
+	}
+	return time.Duration(maxBoundUs) * time.Microsecond
+}
