@@ -118,17 +118,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	})
 	buckets := map[float64]uint64{}
 	var count uint64
-	var sum float64
 	sh.Latency.Visit(func(le time.Duration, cumulative uint64) {
+		if le < 0 {
+			// The +Inf bucket: the count, consistent with the buckets
+			// read in the same pass.
+			count = cumulative
+			return
+		}
 		// Export the power-of-two bounds from 64µs up: enough resolution
 		// for dashboards without a hundred series.
-		us := le.Microseconds()
-		if le > 0 && us >= 64 && us&(us-1) == 0 {
+		if us := le.Microseconds(); us >= 64 && us&(us-1) == 0 {
 			buckets[le.Seconds()] = cumulative
 		}
 	})
-	count, sum = sh.Latency.Count(), sh.Latency.Sum().Seconds()
-	ch <- prometheus.MustNewConstHistogram(c.latency, count, sum, buckets)
+	ch <- prometheus.MustNewConstHistogram(c.latency, count, sh.Latency.Sum().Seconds(), buckets)
 	counter(c.connections, sh.ConnectionsOpened.Load())
 	gauge(c.queueBytes, float64(sh.QueueBytes.Load()))
 	for _, i := range c.interfaces() {

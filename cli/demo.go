@@ -54,6 +54,16 @@ type demoRequest struct {
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 func runDemo(c *ucli.Context) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := demo(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		return ucli.Exit("interrupted; the sandbox was removed", 130)
+	}
+	return err
+}
+
+func demo(ctx context.Context, c *ucli.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo creates network namespaces and loads a BPF program: run it as root (sudo shadowtee demo)")
 	}
@@ -61,8 +71,6 @@ func runDemo(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	out := c.App.Writer
 
 	fmt.Fprintln(out, "Building the sandbox: client --- gateway (primary :8080, tee on g0) --- shadow (:8000)")
@@ -106,7 +114,7 @@ func runDemo(c *ucli.Context) error {
 			proc.Kill()
 		}
 	}()
-	ready, err := proc.WaitReady(15 * time.Second)
+	ready, err := proc.WaitReady(ctx, 15*time.Second)
 	if err != nil {
 		return err
 	}
@@ -128,7 +136,10 @@ func runDemo(c *ucli.Context) error {
 		}
 	}
 	want := primary.Len()
-	if !shadowed.Wait(want, 5*time.Second) {
+	if !shadowed.Wait(ctx, want, 5*time.Second) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fmt.Fprintf(out, "Only %d of %d requests reached the shadow in 5s.\n", shadowed.Len(), want)
 	}
 	printSideBySide(out, primary.Requests(), shadowed.Requests())

@@ -62,6 +62,8 @@ func mirrorConfig(c *ucli.Context) (agent.MirrorConfig, error) {
 	}
 	if u, err := url.Parse(m.Shadow); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return m, usagef("--shadow %q: want http://host[:port] or https://host[:port]", m.Shadow)
+	} else if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return m, usagef("--shadow %q: no path or query: mirrored requests keep their own target", m.Shadow)
 	}
 	var err error
 	if m.Percent, err = shadow.ParsePercent(c.String("percent")); err != nil {

@@ -110,7 +110,7 @@ func (e *env) startAgent(extra ...string) {
 			e.t.Logf("agent stderr:\n%s\nagent stdout:\n%s", e.stderr.String(), e.stdout.String())
 		}
 	})
-	if e.ready, err = p.WaitReady(15 * time.Second); err != nil {
+	if e.ready, err = p.WaitReady(e.t.Context(), 15*time.Second); err != nil {
 		e.t.Fatalf("%v\nstderr:\n%s", err, e.stderr.String())
 	}
 }

@@ -31,7 +31,7 @@ func TestE2EMirror(t *testing.T) {
 			sendMix(t, e)
 
 			want := e.primary.Len()
-			if !e.shadow.Wait(want, 10*time.Second) {
+			if !e.shadow.Wait(t.Context(), want, 10*time.Second) {
 				t.Fatalf("shadow received %d of %d requests", e.shadow.Len(), want)
 			}
 			// Give duplicates, if any, the time to show up.
@@ -143,9 +143,16 @@ func checkMirrored(t *testing.T, primary, mirrored []recorder.Request) {
 		if p.Host == "" {
 			wantHost = sandbox.GatewayIPv4 + "-shadow:8080"
 		}
+		// An absolute-form target carries the authority too: it gets the
+		// same suffix as Host.
+		wantTarget := p.Target
+		if rest, ok := strings.CutPrefix(p.Target, "http://"); ok {
+			authority, path, _ := strings.Cut(rest, "/")
+			wantTarget = "http://" + shadow.ShadowHost(authority) + "/" + path
+		}
 		found := -1
 		for j, m := range mirrored {
-			if !used[j] && m.Method == p.Method && m.Target == p.Target && m.BodySHA256 == p.BodySHA256 {
+			if !used[j] && m.Method == p.Method && m.Target == wantTarget && m.BodySHA256 == p.BodySHA256 {
 				found = j
 				break
 			}

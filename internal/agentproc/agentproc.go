@@ -4,6 +4,7 @@
 package agentproc
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +54,7 @@ func Start(ns *sandbox.Netns, bin string, args []string, stdout, stderr io.Write
 }
 
 // WaitReady waits for the ready file and returns what it says.
-func (p *Process) WaitReady(timeout time.Duration) (agent.Ready, error) {
+func (p *Process) WaitReady(ctx context.Context, timeout time.Duration) (agent.Ready, error) {
 	var r agent.Ready
 	deadline := time.Now().Add(timeout)
 	for {
@@ -64,6 +65,8 @@ func (p *Process) WaitReady(timeout time.Duration) (agent.Ready, error) {
 		select {
 		case <-p.exited:
 			return r, fmt.Errorf("agent exited before it was ready: %v", p.waitErr)
+		case <-ctx.Done():
+			return r, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

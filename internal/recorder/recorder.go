@@ -5,6 +5,7 @@ package recorder
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -84,9 +85,9 @@ func (r *Recorder) Len() int {
 	return len(r.reqs)
 }
 
-// Wait blocks until at least n requests were recorded or timeout passes,
-// and reports whether n were reached.
-func (r *Recorder) Wait(n int, timeout time.Duration) bool {
+// Wait blocks until at least n requests were recorded, timeout passes or
+// ctx ends, and reports whether n were reached.
+func (r *Recorder) Wait(ctx context.Context, n int, timeout time.Duration) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -99,6 +100,8 @@ func (r *Recorder) Wait(n int, timeout time.Duration) bool {
 		select {
 		case <-changed:
 		case <-deadline.C:
+			return false
+		case <-ctx.Done():
 			return false
 		}
 	}
