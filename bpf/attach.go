@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -35,14 +39,50 @@ func ParseAttachMode(s string) (AttachMode, error) {
 	return "", fmt.Errorf("attach mode %q: want auto, tcx or tc", s)
 }
 
-// The legacy tc filter is recognised by its name. Priority 1 runs it ahead
-// of filters that might redirect or drop the packet; the handle keeps it
-// apart from other filters sharing that priority.
+// A legacy tc filter of ours is named "shadowtee-<pid>" after the agent that
+// added it, so that several agents (an attach and a record, say) can share an
+// interface, and a starting agent can tell a filter left by a dead agent from
+// one that belongs to a live one. Priority 1 runs it ahead of filters that
+// might redirect or drop the packet; the handle, derived from the PID, keeps
+// it apart from other filters sharing that priority.
 const (
-	filterName     = "shadowtee"
+	filterPrefix   = "shadowtee"
 	filterPriority = 1
-	filterHandle   = 0x5eed
+	filterHandle   = 0x5eed0000
 )
+
+// filterName names the filter of the agent with this PID.
+func filterName(pid int) string { return fmt.Sprintf("%s-%d", filterPrefix, pid) }
+
+// staleFilter reports whether a filter name is ours and its agent is gone:
+// no such process, or a process that is not shadowtee (the PID was reused),
+// or this very process (a previous life in a PID namespace, such as a
+// restarted container, where PIDs start over).
+func staleFilter(name string) bool {
+	rest, ok := strings.CutPrefix(name, filterPrefix)
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return true // a name without PID: ours, from no live agent
+	}
+	pid, err := strconv.Atoi(strings.TrimPrefix(rest, "-"))
+	if err != nil || !strings.HasPrefix(rest, "-") {
+		return false // someone else's name that happens to start alike
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return true
+	}
+	// The kernel keeps the first 15 bytes of the executable's name.
+	comm := strings.TrimSpace(string(b))
+	self := filepath.Base(os.Args[0])
+	alive := comm == filterPrefix || comm == self[:min(len(self), 15)]
+	return !alive
+}
 
 // Attachment is the program hooked to one interface.
 type Attachment struct {
@@ -135,16 +175,17 @@ func hasEthernetHeader(attrs *netlink.LinkAttrs) bool {
 }
 
 func ourFilter(ifindex, fd int) *netlink.BpfFilter {
+	pid := os.Getpid()
 	return &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: ifindex,
 			Parent:    netlink.HANDLE_MIN_INGRESS,
-			Handle:    filterHandle,
+			Handle:    filterHandle | uint32(pid&0xffff),
 			Protocol:  unix.ETH_P_ALL,
 			Priority:  filterPriority,
 		},
 		Fd:           fd,
-		Name:         filterName,
+		Name:         filterName(pid),
 		DirectAction: true,
 	}
 }
@@ -165,9 +206,9 @@ func ensureClsact(ifindex int) error {
 	return nil
 }
 
-// removeStaleFilters deletes ingress BPF filters that carry our name: they
-// were left by an agent that died without detaching. Filters of other tools
-// are left alone. It returns how many it removed.
+// removeStaleFilters deletes the ingress BPF filters left by agents that
+// died without detaching (see staleFilter). Filters of other tools and of
+// live agents are left alone. It returns how many it removed.
 func removeStaleFilters(nl netlink.Link) (int, error) {
 	filters, err := netlink.FilterList(nl, netlink.HANDLE_MIN_INGRESS)
 	if err != nil {
@@ -180,7 +221,7 @@ func removeStaleFilters(nl netlink.Link) (int, error) {
 	removed := 0
 	for _, f := range filters {
 		bf, ok := f.(*netlink.BpfFilter)
-		if !ok || bf.Name != filterName {
+		if !ok || !staleFilter(bf.Name) {
 			continue
 		}
 		if err := netlink.FilterDel(bf); err != nil && !errors.Is(err, unix.ENOENT) {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -284,6 +287,17 @@ func TestStaleFilterReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A filter of a live agent (a process named shadowtee) must survive, as
+	// must one whose name only looks like ours; one of a dead agent goes.
+	live := startNamedProcess(t, "shadowtee")
+	for _, name := range []string{filterName(live), filterName(1 << 22), "shadowteefoo"} {
+		f := ourFilter(link.Attrs().Index, old.program(true).FD())
+		f.Name, f.Handle = name, uint32(len(name))<<8|9
+		if err := nl.FilterAdd(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	for _, mode := range []AttachMode{AttachTC, AttachTCX} {
 		tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16})
 		var a *Attachment
@@ -295,19 +309,44 @@ func TestStaleFilterReplaced(t *testing.T) {
 		if mode == AttachTC {
 			wantOurs = 1
 		}
-		if names[filterName] != wantOurs || names["othertool"] != 1 {
+		self := filterName(os.Getpid())
+		survivors := func(names map[string]int) bool {
+			return names["othertool"] == 1 && names[filterName(live)] == 1 && names["shadowteefoo"] == 1 &&
+				names[filterName(1<<22)] == 0
+		}
+		if names[self] != wantOurs || !survivors(names) {
 			t.Errorf("%s: filters after attach: %v", mode, names)
 		}
 		if err := tp.server.Do(a.Close); err != nil {
 			t.Fatal(err)
 		}
-		if names := filterNames(t, nl, link); names[filterName] != 0 || names["othertool"] != 1 {
+		if names := filterNames(t, nl, link); names[self] != 0 || !survivors(names) {
 			t.Errorf("%s: filters after detach: %v", mode, names)
 		}
 	}
 	if _, err := nl.QdiscList(link); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startNamedProcess starts a process whose name (comm) is name, ended at
+// cleanup, and returns its PID.
+func startNamedProcess(t *testing.T, name string) int {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(sleep, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
 }
 
 func filterNames(t *testing.T, nl *netlink.Handle, link netlink.Link) map[string]int {
