@@ -80,7 +80,8 @@ type Sender struct {
 	stats    *Stats
 	timeout  time.Duration
 	maxBytes int64
-	held     atomic.Int64 // bytes of requests held, checked against maxBytes
+	held     atomic.Int64  // bytes of requests held, checked against maxBytes
+	room     chan struct{} // signalled when held bytes are released, for SendWait
 	seed     maphash.Seed
 	workers  []*worker
 
@@ -115,6 +116,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 		stats:     cfg.Stats,
 		timeout:   cfg.Timeout,
 		maxBytes:  cfg.QueueBytes,
+		room:      make(chan struct{}, 1),
 		seed:      maphash.MakeSeed(),
 		stop:      make(chan struct{}),
 		closeDone: make(chan struct{}),
@@ -269,6 +271,57 @@ func (s *Sender) drop(r *httpframe.Request, why DropReason) {
 func (s *Sender) unhold(size int64) {
 	s.held.Add(-size)
 	s.stats.QueueBytes.Add(-size)
+	select {
+	case s.room <- struct{}{}:
+	default:
+	}
+}
+
+// SendWait is Send for a source that can wait, such as a capture file
+// replayed as fast as the shadow takes it: instead of dropping, it waits
+// for room in the worker's queue and in the byte budget until ctx is done.
+// It reports whether r was queued; a request larger than the whole budget,
+// or one still waiting when ctx ends or the Sender closes, is dropped and
+// counted. Live capture must use Send, which never waits.
+func (s *Sender) SendWait(ctx context.Context, r *httpframe.Request) bool {
+	s.sending.Add(1)
+	defer s.sending.Add(-1)
+	size := int64(len(r.Raw))
+	if size > s.maxBytes {
+		s.drop(r, DropQueueFull)
+		return false
+	}
+	for {
+		if s.closed.Load() {
+			s.drop(r, DropClosed)
+			return false
+		}
+		if s.held.Add(size) <= s.maxBytes {
+			break
+		}
+		s.held.Add(-size)
+		// A release may have happened between the check and the wait; the
+		// short timer covers it without a lock on the hot path.
+		select {
+		case <-s.room:
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			s.drop(r, DropQueueFull)
+			return false
+		}
+	}
+	s.stats.QueueBytes.Add(size)
+	w := s.workers[s.pick(r)]
+	select {
+	case w.queue <- item{req: r, size: size, enq: time.Now()}:
+		s.stats.Queued.Add(1)
+		return true
+	case <-ctx.Done():
+	case <-s.stop:
+	}
+	s.unhold(size)
+	s.drop(r, DropClosed)
+	return false
 }
 
 // done releases a request the Sender has finished with.
