@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 
@@ -13,10 +14,17 @@ import (
 // MaxPorts is the number of destination ports the kernel filter can hold.
 const MaxPorts = 64
 
+// MaxDestinations is the number of destination prefixes the kernel filter
+// can hold.
+const MaxDestinations = 1024
+
 // Options configure the loaded program.
 type Options struct {
 	// Ports are the TCP destination ports whose segments are copied.
 	Ports []uint16
+	// Destinations, when not empty, narrow the copy to segments towards
+	// these prefixes (pod CIDRs, say).
+	Destinations []netip.Prefix
 	// RingBytes is the size of the ring buffer: a power of two, at least one
 	// page. Default 8 MiB.
 	RingBytes int
@@ -78,6 +86,10 @@ func Load(opts Options) (*Tee, error) {
 		t.Close()
 		return nil, err
 	}
+	if err := t.SetDestinations(opts.Destinations); err != nil {
+		t.Close()
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -121,6 +133,60 @@ func (t *Tee) SetPorts(ports []uint16) error {
 	return nil
 }
 
+// SetDestinations makes the kernel filter copy only segments towards these
+// prefixes; none means every destination. As with ports, new entries go in
+// before old ones go out.
+func (t *Tee) SetDestinations(prefixes []netip.Prefix) error {
+	if len(prefixes) > MaxDestinations {
+		return fmt.Errorf("%d destinations: the kernel filter holds at most %d", len(prefixes), MaxDestinations)
+	}
+	want := map[teeTeeDstKey]bool{}
+	if len(prefixes) == 0 {
+		want[teeTeeDstKey{}] = true // ::/0 matches every address
+	}
+	for _, p := range prefixes {
+		if !p.IsValid() {
+			return fmt.Errorf("destination %v: not a valid prefix", p)
+		}
+		want[dstKey(p)] = true
+	}
+	var one uint8 = 1
+	for k := range want {
+		if err := t.objs.Destinations.Put(k, one); err != nil {
+			return fmt.Errorf("add destination: %w", err)
+		}
+	}
+	var (
+		key   teeTeeDstKey
+		stale []teeTeeDstKey
+	)
+	iter := t.objs.Destinations.Iterate()
+	for iter.Next(&key, &one) {
+		if !want[key] {
+			stale = append(stale, key)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("list destinations: %w", err)
+	}
+	for _, k := range stale {
+		if err := t.objs.Destinations.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove destination: %w", err)
+		}
+	}
+	return nil
+}
+
+// dstKey writes a prefix as a trie key: IPv4 as IPv4-mapped IPv6.
+func dstKey(p netip.Prefix) teeTeeDstKey {
+	p = p.Masked()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	return teeTeeDstKey{Prefixlen: uint32(bits), Addr: p.Addr().As16()}
+}
+
 // Counters are the kernel program's counters, summed over all CPUs.
 type Counters struct {
 	Seen         uint64 // packets the program ran on
@@ -131,6 +197,7 @@ type Counters struct {
 	DropLoad     uint64 // matched segments lost because their payload could not be read
 	Truncated    uint64 // segments longer than the largest copy (their tail was lost)
 	Fragments    uint64 // IP fragments seen (not followed)
+	OtherDest    uint64 // segments to a watched port but another destination
 }
 
 // Counters reads and sums the per-CPU counters.
@@ -157,6 +224,7 @@ func (t *Tee) Counters() (Counters, error) {
 		DropLoad:     sum[teeTeeCounterTEE_DROP_LOAD],
 		Truncated:    sum[teeTeeCounterTEE_TRUNCATED],
 		Fragments:    sum[teeTeeCounterTEE_FRAGMENT],
+		OtherDest:    sum[teeTeeCounterTEE_OTHER_DST],
 	}, nil
 }
 

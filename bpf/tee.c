@@ -15,8 +15,10 @@
  *      link-layer header (tee_l3).
  *   2. IPv4 (options skipped, fragments counted and left alone) or IPv6
  *      (hop-by-hop, routing, destination-options and AH headers skipped).
- *   3. TCP to a destination port in the ports map, with payload or with
- *      SYN, FIN or RST. Pure ACKs never leave the kernel.
+ *   3. TCP to a destination port in the ports map and a destination address
+ *      in the destinations trie (which holds ::/0 unless the agent narrows
+ *      it to pod CIDRs), with payload or with SYN, FIN or RST. Pure ACKs
+ *      never leave the kernel.
  *   4. Copy the whole payload, GRO super-packets included, into ring buffer
  *      records: up to TEE_CHUNK bytes per record, each record reserved in the
  *      smallest power-of-two size class that holds its bytes, because
@@ -69,6 +71,14 @@ struct {
 	__type(key, __u16); /* destination port, host order */
 	__type(value, __u8);
 } ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TEE_MAX_DESTINATIONS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tee_dst_key);
+	__type(value, __u8);
+} destinations SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -255,6 +265,21 @@ out:
 	count(c, TEE_COPIED_BYTES, len);
 }
 
+/* watched_destination looks the destination address up in the trie. */
+static __always_inline int watched_destination(const struct tee_event *h)
+{
+	struct tee_dst_key key = {.prefixlen = 128};
+
+	if (h->family == 4) {
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], h->daddr, 4);
+	} else {
+		__builtin_memcpy(key.addr, h->daddr, 16);
+	}
+	return bpf_map_lookup_elem(&destinations, &key) != NULL;
+}
+
 /* tcp_segment handles the TCP header at l4 of a packet whose IP datagram
  * ends at ip_end; h already holds the addresses. */
 static __always_inline void tcp_segment(struct __sk_buff *skb, struct tee_counters *c,
@@ -269,6 +294,10 @@ static __always_inline void tcp_segment(struct __sk_buff *skb, struct tee_counte
 	dport = bpf_ntohs(tcp.dest);
 	if (!bpf_map_lookup_elem(&ports, &dport))
 		return;
+	if (!watched_destination(h)) {
+		count(c, TEE_OTHER_DST, 1);
+		return;
+	}
 	count(c, TEE_MATCHED, 1);
 
 	doff = (tcp.doff_res >> 4) * 4;

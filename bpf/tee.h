@@ -13,6 +13,9 @@
 /* Maximum number of watched TCP destination ports. */
 #define TEE_MAX_PORTS 64
 
+/* Maximum number of destination prefixes (pod CIDRs) in the filter. */
+#define TEE_MAX_DESTINATIONS 1024
+
 /* Largest payload copied in one record; bigger payloads (GRO and BIG TCP
  * super-packets) are cut into records of at most this many bytes. */
 #define TEE_CHUNK 65536
@@ -41,6 +44,15 @@ struct tee_event {
 	__u8 daddr[16];
 };
 
+/*
+ * struct tee_dst_key is a key of the destinations LPM trie: an IPv6 address,
+ * or an IPv4 address as ::ffff:a.b.c.d with 96 added to its prefix length.
+ */
+struct tee_dst_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
 /* enum tee_counter indexes struct tee_counters.v. */
 enum tee_counter {
 	TEE_SEEN = 0,       /* packets the program ran on */
@@ -51,6 +63,7 @@ enum tee_counter {
 	TEE_DROP_LOAD,      /* matched segments lost: payload could not be read */
 	TEE_TRUNCATED,      /* segments with more than TEE_MAX_PAYLOAD bytes (the tail is lost) */
 	TEE_FRAGMENT,       /* IP fragments, which are not followed */
+	TEE_OTHER_DST,      /* segments to a watched port but not to a watched destination */
 	TEE_COUNTER_MAX,
 };
 

@@ -24,12 +24,19 @@ const (
 	teeTeeCounterTEE_DROP_LOAD      teeTeeCounter = 5
 	teeTeeCounterTEE_TRUNCATED      teeTeeCounter = 6
 	teeTeeCounterTEE_FRAGMENT       teeTeeCounter = 7
-	teeTeeCounterTEE_COUNTER_MAX    teeTeeCounter = 8
+	teeTeeCounterTEE_OTHER_DST      teeTeeCounter = 8
+	teeTeeCounterTEE_COUNTER_MAX    teeTeeCounter = 9
 )
 
 type teeTeeCounters struct {
 	_ structs.HostLayout
-	V [8]uint64
+	V [9]uint64
+}
+
+type teeTeeDstKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
 }
 
 type teeTeeEvent struct {
@@ -53,6 +60,7 @@ type teeTeeEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	teeMapCounters     = "counters"
+	teeMapDestinations = "destinations"
 	teeMapEvents       = "events"
 	teeMapPorts        = "ports"
 	teeProgTeeEth      = "tee_eth"
@@ -112,9 +120,10 @@ type teeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type teeMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Destinations *ebpf.MapSpec `ebpf:"destinations"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
 }
 
 // teeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -146,14 +155,16 @@ func (o *teeObjects) Close() error {
 //
 // It can be passed to loadTeeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type teeMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Ports    *ebpf.Map `ebpf:"ports"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Destinations *ebpf.Map `ebpf:"destinations"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Ports        *ebpf.Map `ebpf:"ports"`
 }
 
 func (m *teeMaps) Close() error {
 	return _TeeClose(
 		m.Counters,
+		m.Destinations,
 		m.Events,
 		m.Ports,
 	)

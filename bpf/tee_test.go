@@ -3,6 +3,7 @@ package bpf
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -255,5 +256,43 @@ func TestProgramCountsRingFull(t *testing.T) {
 	segs := drain(t, tee)
 	if c.DropRingFull == 0 || c.Copied+c.DropRingFull != 20 || uint64(len(segs)) != c.Copied {
 		t.Fatalf("counters %+v, records read %d: want copied + ring_full = 20 with some ring_full", c, len(segs))
+	}
+}
+
+func TestDestinationFilter(t *testing.T) {
+	tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 20,
+		Destinations: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/30"), netip.MustParsePrefix("fd00::2/128")}})
+	for _, c := range []struct {
+		dst  string
+		want bool
+	}{
+		{"198.18.0.2:8080", true},
+		{"198.18.0.3:8080", true},
+		{"198.18.0.4:8080", false},
+		{"[fd00::2]:8080", true},
+		{"[fd00::3]:8080", false},
+	} {
+		dst := mustAddrPort(c.dst)
+		src := client4
+		if dst.Addr().Is6() {
+			src = client6
+		}
+		before := counters(t, tee)
+		segs := runFrame(t, tee, tee.objs.TeeEth, packet{src: src, dst: dst, seq: 1, flags: 0x18, payload: get}.frame(), nil)
+		after := counters(t, tee)
+		if (len(segs) == 1) != c.want {
+			t.Errorf("%s: %d records, want copied=%v", c.dst, len(segs), c.want)
+		}
+		if !c.want && after.OtherDest != before.OtherDest+1 {
+			t.Errorf("%s: other-destination counter %d -> %d", c.dst, before.OtherDest, after.OtherDest)
+		}
+	}
+	// Back to every destination.
+	if err := tee.SetDestinations(nil); err != nil {
+		t.Fatal(err)
+	}
+	segs := runFrame(t, tee, tee.objs.TeeEth, packet{src: client4, dst: mustAddrPort("198.18.9.9:8080"), seq: 1, flags: 0x18, payload: get}.frame(), nil)
+	if len(segs) != 1 {
+		t.Errorf("with no destination filter: %d records", len(segs))
 	}
 }
