@@ -36,8 +36,14 @@ func (p *Parser) headDone(head, rest []byte) int {
 		skip = ReasonMalformed
 	case cl > p.cfg.maxBody():
 		skip = ReasonBodyTooLarge
-	case p.cfg.Keep != nil && !p.cfg.Keep(r):
-		skip = ReasonSampled
+	case p.cfg.Keep != nil:
+		r.SkipAs = ReasonSampled
+		if !p.cfg.Keep(r) {
+			skip = r.SkipAs
+			if skip >= NumReasons {
+				skip = ReasonSampled
+			}
+		}
 	}
 	p.skip = skip != NumReasons
 	if p.skip {

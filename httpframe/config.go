@@ -82,8 +82,12 @@ const (
 	ReasonIncomplete
 	// ReasonMemory counts requests dropped because the Budget was exhausted.
 	ReasonMemory
-	// ReasonSampled counts requests for which Config.Keep returned false.
+	// ReasonSampled counts requests for which Config.Keep returned false
+	// (leaving Request.SkipAs alone).
 	ReasonSampled
+	// ReasonNoRule counts requests that Config.Keep refused because no rule
+	// of the configuration matches them.
+	ReasonNoRule
 	// NumReasons is the number of reasons.
 	NumReasons
 )
@@ -98,6 +102,7 @@ var reasonNames = [NumReasons]string{
 	ReasonIncomplete:     "incomplete",
 	ReasonMemory:         "memory",
 	ReasonSampled:        "sampled",
+	ReasonNoRule:         "no_rule",
 }
 
 // String returns a short snake_case label, fit for a metric label value.

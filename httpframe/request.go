@@ -78,6 +78,13 @@ type Request struct {
 	// Time is the capture time of the first byte of the request.
 	Time time.Time
 
+	// Route is the consumer's: Config.Keep may set it (to the rule that
+	// selected the request, say) and Config.Emit finds it there.
+	Route int
+	// SkipAs is the reason counted when Config.Keep returns false; it is
+	// ReasonSampled unless Keep sets another.
+	SkipAs Reason
+
 	release func(*Request)
 	blk     *block // the pooled buffer behind Raw, nil when Raw is not pooled
 }
