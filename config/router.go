@@ -1,0 +1,252 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/shadowtee/shadowtee/httpframe"
+)
+
+// Router picks the rule of each framed request: the first rule of the file
+// whose every non-empty part matches. It is immutable and safe for
+// concurrent use; a reload compiles a new one.
+type Router struct {
+	routes []route
+}
+
+type route struct {
+	ports    []uint16
+	exact    [][]byte // lower-case host names
+	suffixes [][]byte // ".example.com" for "*.example.com"
+	anyHost  bool
+	prefix   []byte // without a trailing '/'; nil matches every path
+	methods  [][]byte
+	dests    []netip.Prefix
+}
+
+// Compile builds the Router of f. Files from Parse and Load always compile;
+// the checks here catch Files built by hand.
+func Compile(f *File) (*Router, error) {
+	rt := &Router{routes: make([]route, len(f.Rules))}
+	for i := range f.Rules {
+		r := &f.Rules[i]
+		m := &r.Match
+		rr := &rt.routes[i]
+		if len(m.Ports) == 0 {
+			return nil, fmt.Errorf("rule %q: no ports", r.Name)
+		}
+		rr.ports = m.Ports
+		rr.anyHost = len(m.Hosts) == 0
+		for _, h := range m.Hosts {
+			norm, msg, _ := checkHost(h)
+			if msg != "" {
+				return nil, fmt.Errorf("rule %q: host %q %s", r.Name, h, msg)
+			}
+			if rest, ok := strings.CutPrefix(norm, "*"); ok {
+				rr.suffixes = append(rr.suffixes, []byte(rest))
+			} else {
+				rr.exact = append(rr.exact, []byte(norm))
+			}
+		}
+		if p := m.PathPrefix; p != "" {
+			if msg, _ := checkPathPrefix(p); msg != "" {
+				return nil, fmt.Errorf("rule %q: pathPrefix %q %s", r.Name, p, msg)
+			}
+			if p = strings.TrimRight(p, "/"); p != "" {
+				rr.prefix = []byte(p)
+			}
+		}
+		for _, meth := range m.Methods {
+			if !isToken(meth) {
+				return nil, fmt.Errorf("rule %q: method %q is not an HTTP method name", r.Name, meth)
+			}
+			rr.methods = append(rr.methods, []byte(meth))
+		}
+		for _, p := range m.Destinations {
+			if !p.IsValid() {
+				return nil, fmt.Errorf("rule %q: invalid destination", r.Name)
+			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			rr.dests = append(rr.dests, p.Masked())
+		}
+	}
+	return rt, nil
+}
+
+// Len returns the number of rules.
+func (rt *Router) Len() int { return len(rt.routes) }
+
+// Match returns the index in File.Rules of the first rule that r matches. It
+// needs only the request head, and does not allocate.
+//
+// The host is the authority of an absolute-form target when there is one
+// (a server must then ignore Host, RFC 9112 section 3.2.2), else the Host
+// field, without port and trailing dot, compared without regard to case. A
+// request with neither matches only rules without hosts. The path is the
+// target up to '?' or '#' (for an absolute-form target, what follows the
+// authority, "/" when nothing does), compared byte for byte, undecoded.
+// The server address matches destinations as IPv4 when it is IPv4-mapped.
+func (rt *Router) Match(r *httpframe.Request) (index int, ok bool) {
+	port := r.Server.Port()
+	addr := r.Server.Addr().Unmap().WithZone("")
+	target := r.Bytes(r.Target)
+	method := r.Bytes(r.Method)
+	host, path := hostPath(r, target)
+	for i := range rt.routes {
+		if rt.routes[i].match(port, addr, host, path, method) {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+func (rr *route) match(port uint16, addr netip.Addr, host, path, method []byte) bool {
+	found := false
+	for _, p := range rr.ports {
+		if p == port {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return false
+	}
+	if len(rr.dests) > 0 {
+		found = false
+		for _, p := range rr.dests {
+			if p.Contains(addr) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if len(rr.methods) > 0 {
+		found = false
+		for _, m := range rr.methods {
+			if bytes.Equal(m, method) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if rr.prefix != nil && !segmentPrefix(path, rr.prefix) {
+		return false
+	}
+	return rr.anyHost || rr.matchHost(host)
+}
+
+func (rr *route) matchHost(host []byte) bool {
+	if len(host) == 0 {
+		return false
+	}
+	for _, h := range rr.exact {
+		if equalFold(host, h) {
+			return true
+		}
+	}
+	for _, s := range rr.suffixes {
+		// The suffix starts with '.', so a match leaves at least one
+		// character before it: "example.com" is not below itself.
+		if len(host) > len(s) && equalFold(host[len(host)-len(s):], s) {
+			return true
+		}
+	}
+	return false
+}
+
+// segmentPrefix reports whether path starts with the path segments of
+// prefix: "/api" matches "/api" and "/api/x", not "/apis".
+func segmentPrefix(path, prefix []byte) bool {
+	return bytes.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
+// hostPath returns the host (port, brackets kept, trailing dot and port
+// removed) and the path of r.
+func hostPath(r *httpframe.Request, target []byte) (host, path []byte) {
+	if auth, rest, ok := absolute(target); ok {
+		host, path = auth, rest
+		if len(path) == 0 || path[0] != '/' {
+			path = slash
+		}
+	} else {
+		path = target
+		if v, ok := r.Header("Host"); ok {
+			host = r.Bytes(v)
+		}
+	}
+	if i := bytes.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	return stripPort(host), path
+}
+
+var slash = []byte("/")
+
+// absolute splits an absolute-form target into its authority (without
+// userinfo) and what follows it.
+func absolute(t []byte) (auth, rest []byte, ok bool) {
+	i := bytes.Index(t, []byte("://"))
+	if i <= 0 || !isScheme(t[:i]) {
+		return nil, nil, false
+	}
+	t = t[i+3:]
+	end := bytes.IndexAny(t, "/?#")
+	if end < 0 {
+		end = len(t)
+	}
+	auth, rest = t[:end], t[end:]
+	if at := bytes.LastIndexByte(auth, '@'); at >= 0 {
+		auth = auth[at+1:]
+	}
+	return auth, rest, true
+}
+
+func isScheme(b []byte) bool {
+	for i, c := range b {
+		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// stripPort removes the port (the last ':' after the last ']', as the
+// shadow package finds it) and one trailing dot.
+func stripPort(h []byte) []byte {
+	from := bytes.LastIndexByte(h, ']')
+	if i := bytes.LastIndexByte(h[max(from, 0):], ':'); i >= 0 {
+		h = h[:max(from, 0)+i]
+	}
+	if n := len(h); n > 0 && h[n-1] == '.' {
+		h = h[:n-1]
+	}
+	return h
+}
+
+// equalFold reports whether b equals the lower-case lower without regard to
+// ASCII case.
+func equalFold(b, lower []byte) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
