@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/config"
 )
 
 // Run attaches the tee, mirrors until ctx is done, then detaches, drains
@@ -24,75 +23,72 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	log := cfg.Logger
 
-	m, err := newMirror(cfg.Mirror)
-	if err != nil {
+	var err error
+	m := newMirror(log, cfg.DrainTimeout)
+	st := &stats{start: time.Now(), mirror: m}
+	// New rules reach the routes first, then the kernel filter, so that
+	// new ports find their rule.
+	var cap *liveCapture
+	apply := func(f *config.File) error {
+		if err := m.apply(f); err != nil {
+			return err
+		}
+		if cap == nil {
+			return nil
+		}
+		return cap.setFilter(f.Ports(), f.Destinations())
+	}
+	if cfg.RulesPath != "" {
+		st.reloads = config.NewReloader(cfg.RulesPath, apply, log)
+		f, err := st.reloads.Load()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Rules = f
+		cfg.Capture.Ports, cfg.Capture.Destinations = f.Ports(), f.Destinations()
+	} else if err := apply(cfg.Rules); err != nil {
 		return nil, err
 	}
-	tee, err := bpf.Load(bpf.Options{Ports: cfg.Ports, RingBytes: cfg.RingBytes, WakeupBytes: cfg.WakeupBytes})
-	if err != nil {
-		m.close(closedContext())
-		return nil, explainPermission(err)
-	}
-	defer tee.Close()
-	rd, err := tee.NewReader(cfg.Poll)
-	if err != nil {
-		m.close(closedContext())
-		return nil, err
-	}
-
-	st := &stats{start: time.Now(), kernel: tee.Counters, mirror: m}
-	m.start()
 	pipe := NewPipeline(PipelineConfig{
 		Shards:     cfg.Shards,
 		Backlog:    cfg.Backlog,
-		Reassembly: cfg.Mirror.reassemblyConfig(&st.reassembly),
-		Framing:    m.framingConfig(cfg.Mirror),
+		Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
+		Framing:    m.framingConfig(cfg.Limits),
 		Tick:       100 * time.Millisecond,
 		Stats:      &st.capture,
 	})
-
-	// From here on, stop() undoes everything in order and yields the summary.
-	var (
-		attachments []*bpf.Attachment
-		attachedMu  sync.Mutex
-		readDone    = make(chan error, 1)
-		metrics     *metricsServer
-	)
-	interfaces := func() []ReadyInterface {
-		attachedMu.Lock()
-		defer attachedMu.Unlock()
-		out := make([]ReadyInterface, 0, len(attachments))
-		for _, a := range attachments {
-			out = append(out, ReadyInterface{Name: a.Iface, Mode: string(a.Mode)})
-		}
-		return out
+	cap, err = startCapture(cfg.Capture, pipe, log)
+	if err != nil {
+		pipe.Close()
+		m.close(closedContext())
+		return nil, err
 	}
-	go func() { readDone <- rd.Run(pipe) }()
+	st.kernel = cap.counters
+	st.ifaces = &cap.ifaces
+
+	// Reload the rules on file change and SIGHUP.
+	reloadCtx, stopReload := context.WithCancel(context.Background())
+	reloadDone := make(chan struct{})
+	if st.reloads != nil {
+		go func() {
+			defer close(reloadDone)
+			if err := st.reloads.Run(reloadCtx, cfg.Hup); err != nil && reloadCtx.Err() == nil {
+				log.Error("rules file watch", "err", err)
+			}
+		}()
+	} else {
+		close(reloadDone)
+	}
+
+	var metrics *metricsServer
+	// stop undoes everything in order and yields the summary.
 	stop := func() *Summary {
 		if metrics != nil {
 			metrics.ready.Store(false)
 		}
-		attachedMu.Lock()
-		for _, a := range attachments {
-			if err := a.Close(); err != nil {
-				log.Warn("detach", "iface", a.Iface, "err", err)
-			} else {
-				log.Info("detached", "iface", a.Iface, "mode", a.Mode)
-			}
-		}
-		attachments = nil
-		attachedMu.Unlock()
-		// Records already in the ring were copied before the detach: read
-		// them before closing the reader.
-		deadline := time.Now().Add(time.Second)
-		for rd.Pending() > 0 && time.Now().Before(deadline) {
-			time.Sleep(cfg.Poll)
-		}
-		time.Sleep(2 * cfg.Poll)
-		rd.Close()
-		if err := <-readDone; err != nil {
-			log.Error("ring buffer reader", "err", err)
-		}
+		stopReload()
+		<-reloadDone
+		cap.stop()
 		pipe.Close()
 		drain, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 		defer cancel()
@@ -105,27 +101,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if cfg.ReadyFile != "" {
 			os.Remove(cfg.ReadyFile)
 		}
-		return st.summary()
+		sum := st.summary()
+		cap.close()
+		return sum
 	}
 
-	for _, iface := range cfg.Interfaces {
-		a, err := tee.Attach(iface, cfg.AttachMode)
-		if err != nil {
-			sum := stop()
-			return sum, explainPermission(err)
-		}
-		attachedMu.Lock()
-		attachments = append(attachments, a)
-		attachedMu.Unlock()
-		log.Info("attached", "iface", a.Iface, "mode", a.Mode, "ports", cfg.Ports)
-	}
-
-	ready := Ready{PID: os.Getpid(), Interfaces: interfaces()}
+	ready := Ready{PID: os.Getpid(), Interfaces: cap.interfaces()}
 	if cfg.MetricsAddr != "" {
-		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, interfaces, pipe.Streams))
+		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, cap.interfaces, pipe.Streams))
 		if err != nil {
-			sum := stop()
-			return sum, fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
+			return stop(), fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
 		}
 		metrics.ready.Store(true)
 		ready.MetricsAddr = metrics.addr
@@ -133,11 +118,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	if cfg.ReadyFile != "" {
 		if err := writeReady(cfg.ReadyFile, ready); err != nil {
-			sum := stop()
-			return sum, fmt.Errorf("ready file: %w", err)
+			return stop(), fmt.Errorf("ready file: %w", err)
 		}
 	}
-	log.Info("mirroring", "shadow", cfg.Mirror.Shadow, "percent", cfg.Mirror.Percent)
+	for _, r := range cfg.Rules.Rules {
+		log.Info("mirroring", "rule", r.Name, "shadow", r.Shadow.URL, "percent", r.Percentage, "ports", r.Match.Ports)
+	}
 
 	var runErr error
 	statsTick := make(<-chan time.Time)
@@ -153,8 +139,8 @@ wait:
 		case <-ctx.Done():
 			log.Info("stopping", "cause", context.Cause(ctx))
 			break wait
-		case err := <-readDone:
-			readDone <- err // stop() waits for it again
+		case err := <-cap.failed():
+			cap.readDone <- err // stop() waits for it again
 			runErr = fmt.Errorf("capture stopped: %w", err)
 			break wait
 		case <-statsTick:

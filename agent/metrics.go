@@ -28,8 +28,9 @@ type collector struct {
 	segments, backlogDrops, backlogBytes        *prometheus.Desc
 	streamsActive, streamsTotal, gaps, gapBytes *prometheus.Desc
 	requests, skipped, dropped, failed          *prometheus.Desc
+	ruleRequests, reloads                       *prometheus.Desc
 	responses, latency, connections, queueBytes *prometheus.Desc
-	attached                                    *prometheus.Desc
+	attached, ifaceEvents                       *prometheus.Desc
 }
 
 func newCollector(s *stats, interfaces func() []ReadyInterface, streams func() int) *collector {
@@ -48,15 +49,18 @@ func newCollector(s *stats, interfaces func() []ReadyInterface, streams func() i
 		streamsTotal:  d("streams_total", "TCP streams by how they started or ended.", "event"),
 		gaps:          d("stream_gaps_total", "Holes in TCP streams given up on (the requests they cut are counted as incomplete)."),
 		gapBytes:      d("stream_gap_bytes_total", "Bytes lost in those holes."),
-		requests:      d("requests_total", "HTTP requests framed, queued for the shadow, and mirrored (answered by the shadow).", "result"),
-		skipped:       d("requests_skipped_total", "Requests not mirrored by decision or because they could not be framed, by reason.", "reason"),
-		dropped:       d("requests_dropped_total", "Requests not sent to the shadow, by reason.", "reason"),
-		failed:        d("requests_failed_total", "Requests sent to the shadow without a complete answer, by reason.", "reason"),
-		responses:     d("shadow_responses_total", "Final responses of the shadow by status code.", "code"),
-		latency:       d("shadow_latency_seconds", "Time from writing a request to the end of the shadow's response."),
-		connections:   d("shadow_connections_opened_total", "Connections opened to the shadow."),
-		queueBytes:    d("shadow_queue_bytes", "Bytes of requests held for the shadow, queued or awaiting an answer."),
+		requests:      d("requests_total", "HTTP requests framed, queued for a shadow, and mirrored (answered by the shadow), over all rules.", "result"),
+		skipped:       d("requests_skipped_total", "Requests not mirrored by decision (sampled, no_rule, already_shadowed) or because they could not be framed, by reason.", "reason"),
+		ruleRequests:  d("rule_requests_total", "Requests of each rule: matched, sampled out, queued, mirrored.", "rule", "result"),
+		dropped:       d("requests_dropped_total", "Requests not sent to the shadow, by rule and reason.", "rule", "reason"),
+		failed:        d("requests_failed_total", "Requests sent to the shadow without a complete answer, by rule and reason.", "rule", "reason"),
+		responses:     d("shadow_responses_total", "Final responses of the shadow by rule and status code.", "rule", "code"),
+		latency:       d("shadow_latency_seconds", "Time from writing a request to the end of the shadow's response.", "rule"),
+		connections:   d("shadow_connections_opened_total", "Connections opened to the shadow.", "rule"),
+		queueBytes:    d("shadow_queue_bytes", "Bytes of requests held for the shadow, queued or awaiting an answer.", "rule"),
+		reloads:       d("config_reloads_total", "Reloads of the rules file, by result; a failed one keeps the rules in force.", "result"),
 		attached:      d("attached", "Interfaces the program is attached to, with the attach mode in use.", "iface", "mode"),
+		ifaceEvents:   d("interface_events_total", "Interfaces attached and detached as they appeared and went, and failed attaches.", "event"),
 	}
 }
 
@@ -96,46 +100,65 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.gapBytes, r.GapBytes.Load())
 
 	f := &s.mirror.framing
-	sh := &s.mirror.shadow
 	counter(c.requests, f.Requests.Load(), "framed")
-	counter(c.requests, sh.Queued.Load(), "queued")
-	counter(c.requests, sh.Mirrored.Load(), "mirrored")
 	for i := range httpframe.NumReasons {
 		counter(c.skipped, f.Skipped[i].Load(), i.String())
 	}
-	for i := range shadow.NumDropReasons {
-		counter(c.dropped, sh.Dropped[i].Load(), i.String())
+	var queued, mirrored uint64
+	for _, r := range s.mirror.rules() {
+		sh := &r.shadow
+		queued += sh.Queued.Load()
+		mirrored += sh.Mirrored.Load()
+		counter(c.ruleRequests, r.matched.Load(), r.name, "matched")
+		counter(c.ruleRequests, r.sampledOut.Load(), r.name, "sampled_out")
+		counter(c.ruleRequests, sh.Queued.Load(), r.name, "queued")
+		counter(c.ruleRequests, sh.Mirrored.Load(), r.name, "mirrored")
+		for i := range shadow.NumDropReasons {
+			counter(c.dropped, sh.Dropped[i].Load(), r.name, i.String())
+		}
+		for i := range shadow.NumFailReasons {
+			counter(c.failed, sh.Failed[i].Load(), r.name, i.String())
+		}
+		sh.VisitStatus(func(code int, n uint64) {
+			label := strconv.Itoa(code)
+			if code == 0 {
+				label = "other"
+			}
+			counter(c.responses, n, r.name, label)
+		})
+		buckets := map[float64]uint64{}
+		var count uint64
+		sh.Latency.Visit(func(le time.Duration, cumulative uint64) {
+			if le < 0 {
+				// The +Inf bucket: the count, consistent with the
+				// buckets read in the same pass.
+				count = cumulative
+				return
+			}
+			// Export the power-of-two bounds from 64µs up: enough
+			// resolution for dashboards without a hundred series.
+			if us := le.Microseconds(); us >= 64 && us&(us-1) == 0 {
+				buckets[le.Seconds()] = cumulative
+			}
+		})
+		ch <- prometheus.MustNewConstHistogram(c.latency, count, sh.Latency.Sum().Seconds(), buckets, r.name)
+		counter(c.connections, sh.ConnectionsOpened.Load(), r.name)
+		gauge(c.queueBytes, float64(sh.QueueBytes.Load()), r.name)
 	}
-	for i := range shadow.NumFailReasons {
-		counter(c.failed, sh.Failed[i].Load(), i.String())
+	counter(c.requests, queued, "queued")
+	counter(c.requests, mirrored, "mirrored")
+	if rl := s.reloads; rl != nil {
+		st := rl.Stats()
+		counter(c.reloads, st.OK, "ok")
+		counter(c.reloads, st.Failed, "failed")
 	}
-	sh.VisitStatus(func(code int, n uint64) {
-		label := strconv.Itoa(code)
-		if code == 0 {
-			label = "other"
-		}
-		counter(c.responses, n, label)
-	})
-	buckets := map[float64]uint64{}
-	var count uint64
-	sh.Latency.Visit(func(le time.Duration, cumulative uint64) {
-		if le < 0 {
-			// The +Inf bucket: the count, consistent with the buckets
-			// read in the same pass.
-			count = cumulative
-			return
-		}
-		// Export the power-of-two bounds from 64µs up: enough resolution
-		// for dashboards without a hundred series.
-		if us := le.Microseconds(); us >= 64 && us&(us-1) == 0 {
-			buckets[le.Seconds()] = cumulative
-		}
-	})
-	ch <- prometheus.MustNewConstHistogram(c.latency, count, sh.Latency.Sum().Seconds(), buckets)
-	counter(c.connections, sh.ConnectionsOpened.Load())
-	gauge(c.queueBytes, float64(sh.QueueBytes.Load()))
 	for _, i := range c.interfaces() {
 		gauge(c.attached, 1, i.Name, i.Mode)
+	}
+	if ie := s.ifaces; ie != nil {
+		counter(c.ifaceEvents, ie.Attached.Load(), "attached")
+		counter(c.ifaceEvents, ie.Detached.Load(), "detached")
+		counter(c.ifaceEvents, ie.AttachFailed.Load(), "attach_failed")
 	}
 }
 

@@ -1,62 +1,289 @@
 package agent
 
 import (
+	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/shadow"
 )
 
-// mirror is the back half of the pipeline: it decides which framed requests
-// are mirrored and sends them. It is shared by every shard.
+// mirror is the back half of the pipeline, shared by every shard: it picks
+// the rule of each framed request, samples it, and sends it to that rule's
+// shadow. The rules can be replaced while requests flow (hot reload).
 type mirror struct {
-	sampler *shadow.Sampler
-	sender  *shadow.Sender
 	framing httpframe.Stats
-	shadow  shadow.Stats
+	// wait makes Emit wait for room in the sender instead of dropping: for
+	// capture files, never for live capture.
+	wait    bool
+	waitCtx context.Context
+	drain   time.Duration
+	log     *slog.Logger
+
+	// table is the rules in force. Keep reads it once per request.
+	table atomic.Pointer[routeTable]
+	// registry holds every route ever made, by id: Request.Route carries
+	// the id from Keep to Emit, so that a reload between the two sends the
+	// request where Keep decided.
+	registry atomic.Pointer[[]*route]
+
+	mu      sync.Mutex            // serialises apply and close
+	byName  map[string]*ruleStats // counters per rule name, kept across reloads
+	names   []string              // rule names in order of first appearance
+	retired sync.WaitGroup        // senders of replaced rules still draining
+	closed  bool
 }
 
-func newMirror(cfg MirrorConfig) (*mirror, error) {
-	m := &mirror{}
-	var err error
-	if m.sampler, err = shadow.NewSampler(cfg.Percent, cfg.SampleKey); err != nil {
-		return nil, err
-	}
-	rw, err := shadow.NewRewriter(cfg.Rewrite)
-	if err != nil {
-		return nil, err
-	}
-	sc := shadow.SenderConfig{
-		URL:         cfg.Shadow,
-		Workers:     cfg.Workers,
-		Timeout:     cfg.Timeout,
-		QueueBytes:  cfg.QueueBytes,
-		MaxInFlight: cfg.MaxInFlight,
-		Rewriter:    rw,
-		Stats:       &m.shadow,
-	}
-	if cfg.Insecure {
-		sc.TLSConfig = &tls.Config{InsecureSkipVerify: true}
-	}
-	if m.sender, err = shadow.NewSender(sc); err != nil {
-		return nil, fmt.Errorf("shadow %s: %w", cfg.Shadow, err)
-	}
-	return m, nil
+// routeTable is one configuration's rules, compiled. It never changes.
+type routeTable struct {
+	file   *config.File
+	router *config.Router
+	routes []*route // by rule index
+	ids    []int    // registry id of each route
 }
+
+// route is one rule's way to its shadow.
+type route struct {
+	rule     config.Rule
+	sampler  *shadow.Sampler
+	rewriter *shadow.Rewriter
+	sender   *shadow.Sender
+	stats    *ruleStats
+}
+
+// ruleStats counts what happened to the requests of one rule (by name).
+type ruleStats struct {
+	name       string
+	matched    atomic.Uint64
+	sampledOut atomic.Uint64
+	shadow     shadow.Stats
+}
+
+func newMirror(log *slog.Logger, drain time.Duration) *mirror {
+	m := &mirror{log: log, drain: drain, byName: map[string]*ruleStats{}, waitCtx: context.Background()}
+	m.registry.Store(new([]*route))
+	return m
+}
+
+// apply makes f the rules in force. Rules that did not change keep their
+// sender (and its connections); the senders of rules that changed or went
+// away drain in the background. It returns an error, and changes nothing,
+// when f cannot be used.
+func (m *mirror) apply(f *config.File) error {
+	router, err := config.Compile(f)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("closed")
+	}
+	old := m.table.Load()
+	t := &routeTable{file: f, router: router, routes: make([]*route, len(f.Rules)), ids: make([]int, len(f.Rules))}
+	reg := *m.registry.Load()
+	var fresh []*route
+	for i := range f.Rules {
+		rule := &f.Rules[i]
+		if old != nil {
+			if j := slices.IndexFunc(old.routes, func(r *route) bool { return r.rule.Equal(rule) }); j >= 0 {
+				t.routes[i], t.ids[i] = old.routes[j], old.ids[j]
+				continue
+			}
+		}
+		rt, err := m.newRoute(rule)
+		if err != nil {
+			for _, r := range fresh {
+				r.sender.Close(closedContext())
+			}
+			return err
+		}
+		fresh = append(fresh, rt)
+		t.routes[i], t.ids[i] = rt, len(reg)
+		reg = append(reg, rt)
+	}
+	m.registry.Store(&reg)
+	for _, r := range fresh {
+		r.sender.Start()
+	}
+	m.table.Store(t)
+	if old != nil {
+		for _, r := range old.routes {
+			if !slices.Contains(t.routes, r) {
+				m.retire(r)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
+	sampler, err := shadow.NewSampler(rule.Percentage, rule.SampleKey)
+	if err != nil {
+		return nil, fmt.Errorf("rule %q: %w", rule.Name, err)
+	}
+	rw, err := shadow.NewRewriter(rule.RewriteConfig())
+	if err != nil {
+		return nil, fmt.Errorf("rule %q: %w", rule.Name, err)
+	}
+	st := m.byName[rule.Name]
+	if st == nil {
+		st = &ruleStats{name: rule.Name}
+		m.byName[rule.Name] = st
+		m.names = append(m.names, rule.Name)
+	}
+	sc := rule.SenderConfig()
+	sc.Rewriter, sc.Stats = rw, &st.shadow
+	sender, err := shadow.NewSender(sc)
+	if err != nil {
+		return nil, fmt.Errorf("rule %q: shadow %s: %w", rule.Name, rule.Shadow.URL, err)
+	}
+	return &route{rule: *rule, sampler: sampler, rewriter: rw, sender: sender, stats: st}, nil
+}
+
+// retire lets a replaced rule's requests in flight finish, then closes its
+// sender. Requests that reach it afterwards are counted as dropped.
+func (m *mirror) retire(r *route) {
+	m.retired.Add(1)
+	go func() {
+		defer m.retired.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), m.drain)
+		defer cancel()
+		if err := r.sender.Close(ctx); err != nil {
+			m.log.Warn("retired rule drain", "rule", r.rule.Name, "err", err)
+		}
+	}()
+}
+
+// keep is httpframe's Keep: it routes the request by the rules in force and
+// applies the rule's sampling.
+func (m *mirror) keep(r *httpframe.Request) bool {
+	t := m.table.Load()
+	if alreadyShadowed(r) {
+		r.SkipAs = httpframe.ReasonShadowed
+		return false
+	}
+	i, ok := t.router.Match(r)
+	if !ok {
+		r.SkipAs = httpframe.ReasonNoRule
+		return false
+	}
+	rt := t.routes[i]
+	rt.stats.matched.Add(1)
+	if !rt.sampler.Keep(r) {
+		rt.stats.sampledOut.Add(1)
+		return false
+	}
+	r.Route = t.ids[i]
+	return true
+}
+
+// route returns the route that Keep chose for a request.
+func (m *mirror) route(r *httpframe.Request) *route { return (*m.registry.Load())[r.Route] }
+
+// emit is httpframe's Emit: it hands the request to its rule's sender.
+func (m *mirror) emit(r *httpframe.Request) {
+	rt := m.route(r)
+	if m.wait {
+		rt.sender.SendWait(m.waitCtx, r)
+		return
+	}
+	rt.sender.Send(r)
+}
+
+// alreadyShadowed recognises a request that is itself a mirror (its Host
+// ends in -shadow): mirroring it again would loop when a shadow listens on
+// a watched port of a watched node.
+func alreadyShadowed(r *httpframe.Request) bool {
+	s, ok := r.Header("Host")
+	if !ok {
+		return false
+	}
+	host := r.Bytes(s)
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && i > bytes.LastIndexByte(host, ']') {
+		host = host[:i]
+	}
+	return len(host) >= len(shadowSuffix) && string(host[len(host)-len(shadowSuffix):]) == shadowSuffix
+}
+
+const shadowSuffix = "-shadow"
 
 // framingConfig returns the framing configuration whose callbacks feed this
 // mirror.
-func (m *mirror) framingConfig(cfg MirrorConfig) *httpframe.Config {
-	fc := cfg.framingConfig(&m.framing)
-	fc.Keep = m.sampler.Keep
-	fc.Emit = func(r *httpframe.Request) { m.sender.Send(r) }
-	return fc
+func (m *mirror) framingConfig(lim Limits) *httpframe.Config {
+	return &httpframe.Config{
+		MaxHeaderBytes: lim.MaxHeader,
+		MaxBodyBytes:   lim.MaxBody,
+		Stats:          &m.framing,
+		Keep:           m.keep,
+		Emit:           m.emit,
+	}
 }
 
-func (m *mirror) start() { m.sender.Start() }
+// rules returns the counters of every rule seen, in order of appearance.
+func (m *mirror) rules() []*ruleStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*ruleStats, 0, len(m.names))
+	for _, n := range m.names {
+		out = append(out, m.byName[n])
+	}
+	return out
+}
+
+// totals returns the requests queued and mirrored over all rules.
+func (m *mirror) totals() (queued, mirrored uint64) {
+	for _, r := range m.rules() {
+		queued += r.shadow.Queued.Load()
+		mirrored += r.shadow.Mirrored.Load()
+	}
+	return queued, mirrored
+}
+
+// current returns the rules in force.
+func (m *mirror) current() *config.File {
+	if t := m.table.Load(); t != nil {
+		return t.file
+	}
+	return nil
+}
 
 // close stops accepting requests and waits for those in flight until ctx
 // ends; what is still in flight then is counted as failed (shutdown).
-func (m *mirror) close(ctx context.Context) error { return m.sender.Close(ctx) }
+func (m *mirror) close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	t := m.table.Load()
+	m.mu.Unlock()
+	var errs []error
+	if t != nil {
+		var wg sync.WaitGroup
+		errCh := make(chan error, len(t.routes))
+		for _, r := range t.routes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errCh <- r.sender.Close(ctx)
+			}()
+		}
+		wg.Wait()
+		close(errCh)
+		for err := range errCh {
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	m.retired.Wait()
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/internal/recorder"
 	"github.com/shadowtee/shadowtee/reassembly"
@@ -39,17 +41,18 @@ func TestPipelineMirrorsSegments(t *testing.T) {
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
 
-	m, err := newMirror(MirrorConfig{Shadow: srv.URL, Percent: 100, Workers: 2, Timeout: 5 * time.Second})
-	if err != nil {
+	m := newMirror(slog.Default(), time.Second)
+	rule := config.Rule{Name: "default", Percentage: 100, HostSuffix: true, Headers: config.Headers{XForwardedFor: true},
+		Shadow: config.Shadow{URL: srv.URL, Workers: 2, Timeout: 5 * time.Second}}
+	if err := m.apply(&config.File{Rules: []config.Rule{rule}}); err != nil {
 		t.Fatal(err)
 	}
-	m.start()
 	st := &stats{start: time.Now(), mirror: m}
 	p := NewPipeline(PipelineConfig{
 		Shards:     3,
 		Block:      true,
 		Reassembly: reassembly.Config{Stats: &st.reassembly},
-		Framing:    m.framingConfig(MirrorConfig{}),
+		Framing:    m.framingConfig(Limits{}),
 		Stats:      &st.capture,
 	})
 

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/pcapfile"
 	"github.com/shadowtee/shadowtee/reassembly"
 	"github.com/shadowtee/shadowtee/shadow"
 )
@@ -24,9 +26,19 @@ type Summary struct {
 	Duration time.Duration `json:"duration_ns"`
 
 	Packets  *PacketSummary  `json:"packets,omitempty"` // live capture only
+	File     *FileSummary    `json:"file,omitempty"`    // replay only
 	Segments SegmentSummary  `json:"segments"`
 	Requests RequestSummary  `json:"requests"`
-	Shadow   shadow.Snapshot `json:"shadow"`
+	Shadow   shadow.Snapshot `json:"shadow"` // all rules together
+	Rules    []RuleSummary   `json:"rules"`
+}
+
+// RuleSummary is what one rule did.
+type RuleSummary struct {
+	Name       string          `json:"name"`
+	Matched    uint64          `json:"matched"`
+	SampledOut uint64          `json:"sampled_out"`
+	Shadow     shadow.Snapshot `json:"shadow"`
 }
 
 // PacketSummary is what the kernel program counted.
@@ -37,6 +49,51 @@ type PacketSummary struct {
 	CopiedBytes uint64            `json:"copied_bytes"`
 	Dropped     map[string]uint64 `json:"dropped"` // by reason
 	Fragments   uint64            `json:"ip_fragments"`
+}
+
+// FileSummary is what a capture file held, over every pass of a replay.
+type FileSummary struct {
+	LinkType         string            `json:"link_type"`
+	Packets          uint64            `json:"packets"`
+	Segments         uint64            `json:"tcp_segments"`
+	Skipped          map[string]uint64 `json:"skipped"` // packets, by reason
+	SnaplenTruncated uint64            `json:"snaplen_truncated"`
+	ClientToServer   uint64            `json:"client_to_server"`
+	ServerToClient   uint64            `json:"server_to_client"`
+	UndecidedDropped uint64            `json:"undecided_dropped"` // segments of connections whose client was never found
+	ForgottenStreams uint64            `json:"forgotten_connections"`
+	Passes           int               `json:"passes"`
+}
+
+// fileStats accumulates the counts of each pass over a capture file.
+type fileStats struct {
+	sum FileSummary
+}
+
+func (f *fileStats) add(s pcapfile.Stats) {
+	f.sum.Passes++
+	f.sum.LinkType = s.LinkType
+	f.sum.Packets += s.Packets
+	f.sum.Segments += s.Segments
+	f.sum.SnaplenTruncated += s.SnaplenTruncated
+	if f.sum.Skipped == nil {
+		f.sum.Skipped = map[string]uint64{}
+	}
+	for k, v := range map[string]uint64{
+		"not_ip": s.SkippedNotIP, "not_tcp": s.SkippedNotTCP, "fragment": s.SkippedFragment,
+		"short": s.SkippedShort, "link_type": s.SkippedLinkType,
+	} {
+		if v > 0 {
+			f.sum.Skipped[k] += v
+		}
+	}
+}
+
+func (f *fileStats) addSides(s pcapfile.SidesStats) {
+	f.sum.ClientToServer += s.Kept
+	f.sum.ServerToClient += s.DroppedReverse
+	f.sum.UndecidedDropped += s.DroppedUndecided
+	f.sum.ForgottenStreams += s.Forgotten
 }
 
 // SegmentSummary is what reassembly saw.
@@ -65,6 +122,9 @@ type RequestSummary struct {
 type stats struct {
 	start      time.Time
 	kernel     func() (bpf.Counters, error) // nil for files
+	file       *fileStats                   // nil for live capture
+	ifaces     *IfaceStats                  // nil for files
+	reloads    *config.Reloader             // nil without a rules file
 	capture    CaptureStats
 	reassembly reassembly.Stats
 	mirror     *mirror
@@ -74,14 +134,12 @@ func (s *stats) summary() *Summary {
 	sum := &Summary{Duration: time.Since(s.start).Round(time.Millisecond)}
 	if s.kernel != nil {
 		if k, err := s.kernel(); err == nil {
-			sum.Packets = &PacketSummary{
-				Seen: k.Seen, Matched: k.Matched, Copied: k.Copied, CopiedBytes: k.CopiedBytes,
-				Fragments: k.Fragments,
-				Dropped: nonZero(map[string]uint64{
-					"ring_full": k.DropRingFull, "load_error": k.DropLoad, "truncated": k.Truncated,
-				}),
-			}
+			sum.Packets = packetSummary(k)
 		}
+	}
+	if s.file != nil {
+		fs := s.file.sum
+		sum.File = &fs
 	}
 	r := &s.reassembly
 	sum.Segments = SegmentSummary{
@@ -101,7 +159,14 @@ func (s *stats) summary() *Summary {
 			skipped[i.String()] = n
 		}
 	}
-	sum.Shadow = s.mirror.shadow.Snapshot()
+	var all shadow.Stats
+	for _, r := range s.mirror.rules() {
+		r.shadow.AddTo(&all)
+		sum.Rules = append(sum.Rules, RuleSummary{
+			Name: r.name, Matched: r.matched.Load(), SampledOut: r.sampledOut.Load(), Shadow: r.shadow.Snapshot(),
+		})
+	}
+	sum.Shadow = all.Snapshot()
 	sum.Requests = RequestSummary{
 		Framed:   f.Requests.Load(),
 		Skipped:  skipped,
@@ -111,6 +176,16 @@ func (s *stats) summary() *Summary {
 		Mirrored: sum.Shadow.Mirrored,
 	}
 	return sum
+}
+
+func packetSummary(k bpf.Counters) *PacketSummary {
+	return &PacketSummary{
+		Seen: k.Seen, Matched: k.Matched, Copied: k.Copied, CopiedBytes: k.CopiedBytes,
+		Fragments: k.Fragments,
+		Dropped: nonZero(map[string]uint64{
+			"ring_full": k.DropRingFull, "load_error": k.DropLoad, "truncated": k.Truncated,
+		}),
+	}
 }
 
 func nonZero(m map[string]uint64) map[string]uint64 {
@@ -125,6 +200,14 @@ func (s *Summary) WriteText(w io.Writer) {
 	if p := s.Packets; p != nil {
 		fmt.Fprintf(tw, "  packets\tseen %d\tmatched %d\tcopied %d (%s)\tdropped %s\n",
 			p.Seen, p.Matched, p.Copied, bytesText(p.CopiedBytes), reasons(p.Dropped))
+	}
+	if f := s.File; f != nil {
+		fmt.Fprintf(tw, "  capture\t%s\tpackets %d\ttcp segments %d (%d client to server)\tskipped %s\n",
+			f.LinkType, f.Packets, f.Segments, f.ClientToServer, reasons(f.Skipped))
+		if f.UndecidedDropped+f.SnaplenTruncated > 0 {
+			fmt.Fprintf(tw, "  \tsegments of connections without a known client %d\tcut by the snap length %d\n",
+				f.UndecidedDropped, f.SnaplenTruncated)
+		}
 	}
 	g := s.Segments
 	fmt.Fprintf(tw, "  segments\treceived %d\tstreams %d (%d joined mid-stream)\tgaps %d (%s)\tdropped %d\n",
@@ -148,6 +231,12 @@ func (s *Summary) WriteText(w io.Writer) {
 	if s.Shadow.Responses > 0 {
 		fmt.Fprintf(tw, "  shadow latency\tp50 %v\tp99 %v\tconnections opened %d\n",
 			s.Shadow.LatencyP50, s.Shadow.LatencyP99, s.Shadow.ConnectionsOpened)
+	}
+	if len(s.Rules) > 1 {
+		for _, r := range s.Rules {
+			fmt.Fprintf(tw, "  rule %s\tmatched %d\tsampled out %d\tmirrored %d\tdropped %s\tfailed %s\n",
+				r.Name, r.Matched, r.SampledOut, r.Shadow.Mirrored, reasons(r.Shadow.Dropped), reasons(r.Shadow.Failed))
+		}
 	}
 	tw.Flush()
 }

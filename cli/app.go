@@ -85,6 +85,9 @@ Every flag has an environment twin: --shadow-timeout is SHADOWTEE_SHADOW_TIMEOUT
 		},
 		Commands: []*ucli.Command{
 			attachCommand(),
+			replayCommand(),
+			recordCommand(),
+			checkConfigCommand(),
 			demoCommand(),
 			versionCommand(),
 		},

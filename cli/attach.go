@@ -15,18 +15,61 @@ import (
 
 const catCapture = "Capture"
 
-func attachCommand() *ucli.Command {
-	flags := []ucli.Flag{
-		&ucli.StringSliceFlag{Name: "iface", Aliases: []string{"i"}, Usage: "interface whose ingress traffic is copied, `NAME` (repeatable or comma-separated)", EnvVars: env("IFACE"), Category: catCapture},
+// captureFlags say where and what the kernel program copies; attach and
+// record share them.
+func captureFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringSliceFlag{Name: "iface", Aliases: []string{"i"}, Usage: "interface whose ingress traffic is copied: a `NAME`, a glob such as veth* (interfaces that appear later are attached too), or auto (every interface that is up, loopback excepted); repeatable or comma-separated", EnvVars: env("IFACE"), Category: catCapture},
 		&ucli.StringSliceFlag{Name: "port", Aliases: []string{"p"}, Usage: "TCP port of the service to mirror, `PORT` (repeatable or comma-separated, up to 64)", EnvVars: env("PORT"), Category: catCapture},
 		&ucli.StringFlag{Name: "attach-mode", Value: "auto", Usage: "auto (TCX where the kernel has it, else tc), tcx, or tc (clsact qdisc + filter)", EnvVars: env("ATTACH_MODE"), Category: catCapture},
 		&ucli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "kernel ring buffer size, a power of two", EnvVars: env("RING_SIZE"), Category: catCapture},
+	}
+}
+
+// captureConfig reads the capture flags. Ports may be left out when a rules
+// file gives them.
+func captureConfig(c *ucli.Context, needPorts bool) (agent.CaptureConfig, error) {
+	cfg := agent.CaptureConfig{
+		Interfaces:  splitList(c.StringSlice("iface")),
+		Poll:        bpf.DefaultPoll,
+		WakeupBytes: bpf.DefaultWakeupBytes,
+	}
+	if len(cfg.Interfaces) == 0 {
+		return cfg, usagef("--iface is required: the interface where requests arrive (see `ip link`)")
+	}
+	ports, err := parsePorts(c.StringSlice("port"))
+	if err != nil {
+		return cfg, err
+	}
+	if len(ports) == 0 && needPorts {
+		return cfg, usagef("--port is required: the TCP port of the service to mirror")
+	}
+	if len(ports) > bpf.MaxPorts {
+		return cfg, usagef("--port: %d ports given, at most %d can be watched", len(ports), bpf.MaxPorts)
+	}
+	cfg.Ports = ports
+	if cfg.AttachMode, err = bpf.ParseAttachMode(c.String("attach-mode")); err != nil {
+		return cfg, usageError{err}
+	}
+	ring, err := parseSize(c.String("ring-size"))
+	if err != nil {
+		return cfg, usagef("--ring-size: %v", err)
+	}
+	if ring < int64(os.Getpagesize()) || ring&(ring-1) != 0 || ring > 1<<30 {
+		return cfg, usagef("--ring-size %s: want a power of two from 4KiB to 1GiB", c.String("ring-size"))
+	}
+	cfg.RingBytes = int(ring)
+	return cfg, nil
+}
+
+func attachCommand() *ucli.Command {
+	flags := append(captureFlags(),
 		&ucli.StringFlag{Name: "metrics-addr", Usage: "serve /metrics, /healthz and /readyz on this `ADDR` (e.g. :9090)", EnvVars: env("METRICS_ADDR"), Category: "Operations"},
 		&ucli.StringFlag{Name: "ready-file", Usage: "write this `FILE` once attached and running (removed on exit)", EnvVars: env("READY_FILE"), Category: "Operations"},
 		&ucli.DurationFlag{Name: "stats-interval", Value: agent.DefaultStatsInterval, Usage: "log a one-line summary this often (0: never)", EnvVars: env("STATS_INTERVAL"), Category: "Operations"},
 		&ucli.DurationFlag{Name: "drain-timeout", Value: agent.DefaultDrainTimeout, Usage: "on exit, how long to wait for mirrored requests still in flight", EnvVars: env("DRAIN_TIMEOUT"), Category: "Operations"},
 		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed on exit: text or json", EnvVars: env("SUMMARY"), Category: "Operations"},
-	}
+	)
 	flags = append(flags, mirrorFlags()...)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
@@ -70,6 +113,10 @@ func runAttach(c *ucli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	cfg.Hup = hup
 	sum, err := agent.Run(ctx, cfg)
 	if sum != nil {
 		if format == "json" {
@@ -85,43 +132,29 @@ func runAttach(c *ucli.Context) error {
 
 func attachConfig(c *ucli.Context) (agent.Config, error) {
 	cfg := agent.Config{
-		Interfaces:    splitList(c.StringSlice("iface")),
 		MetricsAddr:   c.String("metrics-addr"),
 		ReadyFile:     c.String("ready-file"),
 		StatsInterval: c.Duration("stats-interval"),
 		DrainTimeout:  c.Duration("drain-timeout"),
-		Poll:          bpf.DefaultPoll,
-		WakeupBytes:   bpf.DefaultWakeupBytes,
 	}
-	if len(cfg.Interfaces) == 0 {
-		return cfg, usagef("--iface is required: the interface where requests arrive (see `ip link`)")
+	withFile := c.String("config") != ""
+	if withFile && c.IsSet("port") {
+		return cfg, usagef("--port and --config exclude each other: the rules file lists the ports of each rule")
 	}
-	ports, err := parsePorts(c.StringSlice("port"))
-	if err != nil {
+	var err error
+	if cfg.Capture, err = captureConfig(c, !withFile); err != nil {
 		return cfg, err
 	}
-	if len(ports) == 0 {
-		return cfg, usagef("--port is required: the TCP port of the service to mirror")
-	}
-	cfg.Ports = ports
-	if cfg.AttachMode, err = bpf.ParseAttachMode(c.String("attach-mode")); err != nil {
-		return cfg, usageError{err}
-	}
-	ring, err := parseSize(c.String("ring-size"))
-	if err != nil {
-		return cfg, usagef("--ring-size: %v", err)
-	}
-	if ring < int64(os.Getpagesize()) || ring&(ring-1) != 0 || ring > 1<<30 {
-		return cfg, usagef("--ring-size %s: want a power of two from 4KiB to 1GiB", c.String("ring-size"))
-	}
-	cfg.RingBytes = int(ring)
 	if cfg.StatsInterval < 0 || cfg.DrainTimeout < 0 {
 		return cfg, usagef("durations must not be negative")
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = time.Millisecond
 	}
-	if cfg.Mirror, err = mirrorConfig(c); err != nil {
+	if cfg.Rules, cfg.RulesPath, err = rulesConfig(c, cfg.Capture.Ports, true); err != nil {
+		return cfg, err
+	}
+	if cfg.Limits, err = limits(c); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()

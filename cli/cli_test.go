@@ -75,18 +75,23 @@ func TestEnvironmentTwins(t *testing.T) {
 			return err
 		}
 		switch {
-		case strings.Join(cfg.Interfaces, " ") != "g0 g1":
-			t.Errorf("interfaces %v", cfg.Interfaces)
-		case len(cfg.Ports) != 2 || cfg.Ports[1] != 8443:
-			t.Errorf("ports %v", cfg.Ports)
-		case cfg.Mirror.Percent != 12.5:
-			t.Errorf("percent %v", cfg.Mirror.Percent)
-		case len(cfg.Mirror.Rewrite.SetHeaders) != 2 || cfg.Mirror.Rewrite.SetHeaders[1].Value != "a,b":
-			t.Errorf("set headers %v", cfg.Mirror.Rewrite.SetHeaders)
-		case strings.Join(cfg.Mirror.Rewrite.RemoveHeaders, " ") != "authorization cookie":
-			t.Errorf("remove headers %v", cfg.Mirror.Rewrite.RemoveHeaders)
-		case cfg.Mirror.Timeout.String() != "3s":
-			t.Errorf("timeout %v", cfg.Mirror.Timeout)
+		case strings.Join(cfg.Capture.Interfaces, " ") != "g0 g1":
+			t.Errorf("interfaces %v", cfg.Capture.Interfaces)
+		case len(cfg.Capture.Ports) != 2 || cfg.Capture.Ports[1] != 8443:
+			t.Errorf("ports %v", cfg.Capture.Ports)
+		}
+		r := cfg.Rules.Rules[0]
+		switch {
+		case r.Percentage != 12.5:
+			t.Errorf("percent %v", r.Percentage)
+		case len(r.Headers.Set) != 2 || r.Headers.Set[1].Value != "a,b":
+			t.Errorf("set headers %v", r.Headers.Set)
+		case strings.Join(r.Headers.Remove, " ") != "authorization cookie":
+			t.Errorf("remove headers %v", r.Headers.Remove)
+		case r.Shadow.Timeout.String() != "3s":
+			t.Errorf("timeout %v", r.Shadow.Timeout)
+		case r.Shadow.URL != "https://shadow.example:8443" || len(r.Match.Ports) != 2:
+			t.Errorf("rule %+v", r)
 		}
 		return nil
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/shadowtee/shadowtee/agent"
+	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/shadow"
 )
 
@@ -23,6 +25,7 @@ const (
 // replay share them.
 func mirrorFlags() []ucli.Flag {
 	return []ucli.Flag{
+		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "rules `FILE` (YAML): several rules, each with its match, shadow and rewrite; replaces the shadow and rewrite flags", EnvVars: env("CONFIG"), Category: catShadow},
 		&ucli.StringFlag{Name: "shadow", Usage: "shadow backend `URL`: http://host:port or https://host:port", EnvVars: env("SHADOW"), Category: catShadow},
 		&ucli.StringFlag{Name: "percent", Value: "100", Usage: "share of requests to mirror, 0 to 100 with decimals, decided per request", EnvVars: env("PERCENT"), Category: catShadow},
 		&ucli.StringFlag{Name: "sample-key", Usage: "decide sampling from a hash of this request header (`header:NAME`, e.g. header:x-request-id), so every node of a fleet decides alike", EnvVars: env("SAMPLE_KEY"), Category: catShadow},
@@ -36,6 +39,7 @@ func mirrorFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "set-header", Usage: "set a header on mirrored requests, `NAME=VALUE` (repeatable; the environment twin takes one per line)", EnvVars: env("SET_HEADER"), Category: catRewrite},
 		&ucli.StringSliceFlag{Name: "remove-header", Usage: "remove a header from mirrored requests, `NAME` (repeatable or comma-separated)", EnvVars: env("REMOVE_HEADER"), Category: catRewrite},
 		&ucli.BoolFlag{Name: "no-xff", Usage: "do not append the client address to X-Forwarded-For", EnvVars: env("NO_XFF"), Category: catRewrite},
+		&ucli.StringSliceFlag{Name: "pod-ip", Usage: "mirror only requests towards these addresses or CIDRs (`CIDR`, repeatable; filtered in the kernel)", EnvVars: env("POD_IP"), Category: catShadow},
 
 		&ucli.StringFlag{Name: "max-body", Value: "8MiB", Usage: "largest request body mirrored; larger requests are skipped and counted", EnvVars: env("MAX_BODY"), Category: catLimits},
 		&ucli.IntFlag{Name: "max-streams", Value: 262144, Usage: "TCP connections followed at once; the least recently active is dropped beyond", EnvVars: env("MAX_STREAMS"), Category: catLimits},
@@ -44,60 +48,73 @@ func mirrorFlags() []ucli.Flag {
 	}
 }
 
-// mirrorConfig reads the mirror flags.
-func mirrorConfig(c *ucli.Context) (agent.MirrorConfig, error) {
-	m := agent.MirrorConfig{
-		Shadow:      c.String("shadow"),
-		SampleKey:   c.String("sample-key"),
-		Workers:     c.Int("shadow-workers"),
-		Timeout:     c.Duration("shadow-timeout"),
-		Insecure:    c.Bool("shadow-insecure"),
-		MaxStreams:  c.Int("max-streams"),
-		GapTimeout:  c.Duration("gap-timeout"),
-		IdleTimeout: c.Duration("idle-timeout"),
-		MaxHeader:   agent.DefaultMaxHeader,
+// ruleFlags are the mirror flags that describe one rule; --config replaces
+// them with a rules file.
+var ruleFlags = []string{"shadow", "percent", "sample-key", "shadow-workers", "shadow-timeout", "shadow-queue",
+	"shadow-insecure", "no-host-suffix", "host", "set-header", "remove-header", "no-xff", "pod-ip"}
+
+// rulesConfig returns the rules to apply: those of --config, or one rule,
+// named "default", made of the mirror flags and the given ports (none
+// matches every port). The shadow URL may be left out only when nothing is
+// sent (replay --dry-run). It returns the path of the rules file, if any.
+func rulesConfig(c *ucli.Context, ports []uint16, needShadow bool) (*config.File, string, error) {
+	if path := c.String("config"); path != "" {
+		for _, name := range ruleFlags {
+			if c.IsSet(name) {
+				return nil, "", usagef("--%s and --config exclude each other: with a rules file, write it in the rule", name)
+			}
+		}
+		f, err := config.Load(path)
+		if err != nil {
+			return nil, "", fmt.Errorf("rules file: %w", err)
+		}
+		return f, path, nil
 	}
-	if m.Shadow == "" {
-		return m, usagef("--shadow is required: the URL of the shadow backend, e.g. --shadow http://198.18.1.3:8000")
+	r := config.Rule{
+		Name:       "default",
+		Match:      config.Match{Ports: ports},
+		SampleKey:  c.String("sample-key"),
+		HostSuffix: !c.Bool("no-host-suffix"),
+		Host:       c.String("host"),
+		Shadow: config.Shadow{
+			URL:                c.String("shadow"),
+			Workers:            c.Int("shadow-workers"),
+			Timeout:            c.Duration("shadow-timeout"),
+			InsecureSkipVerify: c.Bool("shadow-insecure"),
+		},
+		Headers: config.Headers{XForwardedFor: !c.Bool("no-xff")},
 	}
-	if u, err := url.Parse(m.Shadow); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return m, usagef("--shadow %q: want http://host[:port] or https://host[:port]", m.Shadow)
-	} else if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return m, usagef("--shadow %q: no path or query: mirrored requests keep their own target", m.Shadow)
+	switch {
+	case r.Shadow.URL == "" && needShadow:
+		return nil, "", usagef("--shadow is required: the URL of the shadow backend, e.g. --shadow http://198.18.1.3:8000 (or give a rules file with --config)")
+	case r.Shadow.URL == "":
+		r.Shadow.URL = "http://shadow.invalid" // nothing will be sent
+	default:
+		if err := checkShadowURL(r.Shadow.URL); err != nil {
+			return nil, "", err
+		}
 	}
 	var err error
-	if m.Percent, err = shadow.ParsePercent(c.String("percent")); err != nil {
-		return m, usagef("--percent: %v", err)
+	if r.Percentage, err = shadow.ParsePercent(c.String("percent")); err != nil {
+		return nil, "", usagef("--percent: %v", err)
 	}
-	if m.SampleKey != "" && !strings.HasPrefix(m.SampleKey, "header:") {
-		return m, usagef("--sample-key %q: want header:NAME, e.g. header:x-request-id", m.SampleKey)
+	if r.SampleKey != "" && !strings.HasPrefix(r.SampleKey, "header:") {
+		return nil, "", usagef("--sample-key %q: want header:NAME, e.g. header:x-request-id", r.SampleKey)
 	}
-	if m.Workers < 1 || m.Workers > 1024 {
-		return m, usagef("--shadow-workers %d: want 1 to 1024", m.Workers)
+	if r.Shadow.Workers < 1 || r.Shadow.Workers > config.MaxWorkers {
+		return nil, "", usagef("--shadow-workers %d: want 1 to %d", r.Shadow.Workers, config.MaxWorkers)
 	}
-	if m.Timeout <= 0 {
-		return m, usagef("--shadow-timeout %v: must be positive", m.Timeout)
+	if r.Shadow.Timeout <= 0 {
+		return nil, "", usagef("--shadow-timeout %v: must be positive", r.Shadow.Timeout)
 	}
-	if m.QueueBytes, err = parseSize(c.String("shadow-queue")); err != nil || m.QueueBytes < 1 {
-		return m, usagef("--shadow-queue: %v", orPositive(err, c.String("shadow-queue")))
+	if r.Shadow.Queue, err = parseSize(c.String("shadow-queue")); err != nil || r.Shadow.Queue < 1 {
+		return nil, "", usagef("--shadow-queue: %v", orPositive(err, c.String("shadow-queue")))
 	}
-	if m.MaxBody, err = parseSize(c.String("max-body")); err != nil || m.MaxBody < 1 {
-		return m, usagef("--max-body: %v", orPositive(err, c.String("max-body")))
+	if c.IsSet("host") && r.Host == "" {
+		return nil, "", usagef("--host: the literal Host must not be empty")
 	}
-	if m.MaxStreams < 1 {
-		return m, usagef("--max-streams %d: must be positive", m.MaxStreams)
-	}
-	if m.GapTimeout <= 0 || m.IdleTimeout <= 0 {
-		return m, usagef("--gap-timeout and --idle-timeout must be positive")
-	}
-
-	m.Rewrite = shadow.RewriteConfig{
-		NoHostSuffix: c.Bool("no-host-suffix"),
-		Host:         c.String("host"),
-		NoXFF:        c.Bool("no-xff"),
-	}
-	if c.IsSet("host") && m.Rewrite.Host == "" {
-		return m, usagef("--host: the literal Host must not be empty")
+	if r.Host != "" {
+		r.HostSuffix = false
 	}
 	for _, v := range c.StringSlice("set-header") {
 		for _, line := range strings.Split(v, "\n") {
@@ -106,19 +123,73 @@ func mirrorConfig(c *ucli.Context) (agent.MirrorConfig, error) {
 			}
 			name, value, ok := strings.Cut(line, "=")
 			if !ok {
-				return m, usagef("--set-header %q: want NAME=VALUE", line)
+				return nil, "", usagef("--set-header %q: want NAME=VALUE", line)
 			}
-			m.Rewrite.SetHeaders = append(m.Rewrite.SetHeaders, shadow.HeaderValue{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
+			r.Headers.Set = append(r.Headers.Set, shadow.HeaderValue{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
 		}
 	}
-	m.Rewrite.RemoveHeaders = splitList(c.StringSlice("remove-header"))
-	if _, err := shadow.NewRewriter(m.Rewrite); err != nil {
-		return m, usageError{err}
+	r.Headers.Remove = splitList(c.StringSlice("remove-header"))
+	for _, p := range splitList(c.StringSlice("pod-ip")) {
+		prefix, err := parsePrefix(p)
+		if err != nil {
+			return nil, "", usagef("--pod-ip %q: want an address or a CIDR such as 10.244.1.0/24", p)
+		}
+		r.Match.Destinations = append(r.Match.Destinations, prefix)
 	}
-	if _, err := shadow.NewSampler(m.Percent, m.SampleKey); err != nil {
-		return m, usageError{err}
+	if _, err := shadow.NewRewriter(r.RewriteConfig()); err != nil {
+		return nil, "", usageError{err}
 	}
-	return m, nil
+	if _, err := shadow.NewSampler(r.Percentage, r.SampleKey); err != nil {
+		return nil, "", usageError{err}
+	}
+	return &config.File{Name: "command line", Rules: []config.Rule{r}}, "", nil
+}
+
+// parsePrefix reads a CIDR, or an address as a prefix of its full length.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// limits reads the flags that bound reassembly and framing.
+func limits(c *ucli.Context) (agent.Limits, error) {
+	l := agent.Limits{
+		MaxHeader:   agent.DefaultMaxHeader,
+		MaxStreams:  c.Int("max-streams"),
+		GapTimeout:  c.Duration("gap-timeout"),
+		IdleTimeout: c.Duration("idle-timeout"),
+	}
+	var err error
+	if l.MaxBody, err = parseSize(c.String("max-body")); err != nil || l.MaxBody < 1 {
+		return l, usagef("--max-body: %v", orPositive(err, c.String("max-body")))
+	}
+	if l.MaxStreams < 1 {
+		return l, usagef("--max-streams %d: must be positive", l.MaxStreams)
+	}
+	if l.GapTimeout <= 0 || l.IdleTimeout <= 0 {
+		return l, usagef("--gap-timeout and --idle-timeout must be positive")
+	}
+	return l, nil
+}
+
+// checkShadowURL accepts http://host[:port] and https://host[:port].
+func checkShadowURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--shadow %q: want http://host[:port] or https://host[:port]", s)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return usagef("--shadow %q: no path or query: mirrored requests keep their own target", s)
+	}
+	return nil
 }
 
 func orPositive(err error, s string) error {

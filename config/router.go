@@ -34,9 +34,9 @@ func Compile(f *File) (*Router, error) {
 		r := &f.Rules[i]
 		m := &r.Match
 		rr := &rt.routes[i]
-		if len(m.Ports) == 0 {
-			return nil, fmt.Errorf("rule %q: no ports", r.Name)
-		}
+		// A rules file always lists ports (the kernel needs them); a rule
+		// built by hand without ports, for a capture file whose server side
+		// was found otherwise, matches every port.
 		rr.ports = m.Ports
 		rr.anyHost = len(m.Hosts) == 0
 		for _, h := range m.Hosts {
@@ -105,7 +105,7 @@ func (rt *Router) Match(r *httpframe.Request) (index int, ok bool) {
 }
 
 func (rr *route) match(port uint16, addr netip.Addr, host, path, method []byte) bool {
-	found := false
+	found := len(rr.ports) == 0
 	for _, p := range rr.ports {
 		if p == port {
 			found = true

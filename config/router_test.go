@@ -139,7 +139,6 @@ func TestRouterMatch(t *testing.T) {
 
 func TestCompileRefusesHandMadeFiles(t *testing.T) {
 	for _, m := range []Match{
-		{},
 		{Ports: []uint16{80}, Hosts: []string{"a b"}},
 		{Ports: []uint16{80}, PathPrefix: "x"},
 		{Ports: []uint16{80}, Methods: []string{"G T"}},
@@ -148,6 +147,14 @@ func TestCompileRefusesHandMadeFiles(t *testing.T) {
 		if _, err := Compile(&File{Rules: []Rule{{Name: "x", Match: m}}}); err == nil {
 			t.Errorf("Compile accepted %+v", m)
 		}
+	}
+	// A hand-made rule without ports matches every port.
+	any, err := Compile(&File{Rules: []Rule{{Name: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := any.Match(frame(t, "10.1.1.1:9999", "GET / HTTP/1.1\nHost: a\n\n")); !ok {
+		t.Error("a rule without ports did not match port 9999")
 	}
 	// Hand-made values need not be normalised.
 	rt, err := Compile(&File{Rules: []Rule{{Match: Match{Ports: []uint16{80}, Hosts: []string{"*.Example.COM"}, Destinations: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}}}})

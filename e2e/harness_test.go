@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,11 +91,14 @@ func (e *env) serve(ns *sandbox.Netns, addr string, h http.Handler) *http.Server
 // interface with the given extra flags.
 func (e *env) startAgent(extra ...string) {
 	e.t.Helper()
-	args := append([]string{"attach",
-		"--iface", sandbox.GatewayIface, "--port", "8080",
-		"--shadow", "http://" + sandbox.ShadowIPv4 + ":8000",
-		"--metrics-addr", "127.0.0.1:0", "--stats-interval", "0", "--log-format", "json",
-	}, extra...)
+	args := []string{"attach", "--metrics-addr", "127.0.0.1:0", "--stats-interval", "0", "--log-format", "json"}
+	if !slices.Contains(extra, "--config") {
+		args = append(args, "--port", "8080", "--shadow", "http://"+sandbox.ShadowIPv4+":8000")
+	}
+	if !slices.Contains(extra, "--iface") {
+		args = append(args, "--iface", sandbox.GatewayIface)
+	}
+	args = append(args, extra...)
 	p, err := agentproc.Start(e.topo.Gateway, binary, args, &e.stdout, &e.stderr)
 	if err != nil {
 		e.t.Fatal(err)

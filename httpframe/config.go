@@ -88,6 +88,9 @@ const (
 	// ReasonNoRule counts requests that Config.Keep refused because no rule
 	// of the configuration matches them.
 	ReasonNoRule
+	// ReasonShadowed counts requests that Config.Keep refused because they
+	// are mirrors themselves (their Host already carries the shadow suffix).
+	ReasonShadowed
 	// NumReasons is the number of reasons.
 	NumReasons
 )
@@ -103,6 +106,7 @@ var reasonNames = [NumReasons]string{
 	ReasonMemory:         "memory",
 	ReasonSampled:        "sampled",
 	ReasonNoRule:         "no_rule",
+	ReasonShadowed:       "already_shadowed",
 }
 
 // String returns a short snake_case label, fit for a metric label value.

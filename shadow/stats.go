@@ -321,3 +321,38 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	}
 	return time.Duration(maxBoundUs) * time.Microsecond
 }
+
+// AddTo adds the counts of h to dst.
+func (h *Histogram) AddTo(dst *Histogram) {
+	for i := range h.counts {
+		if n := h.counts[i].Load(); n > 0 {
+			dst.counts[i].Add(n)
+		}
+	}
+	dst.sumNs.Add(h.sumNs.Load())
+}
+
+// AddTo adds every counter of s to dst: the totals of several Senders (one
+// per rule) for a summary. Gauges are added too.
+func (s *Stats) AddTo(dst *Stats) {
+	dst.Queued.Add(s.Queued.Load())
+	dst.Sent.Add(s.Sent.Load())
+	dst.Mirrored.Add(s.Mirrored.Load())
+	dst.Requeued.Add(s.Requeued.Load())
+	dst.ConnectionsOpened.Add(s.ConnectionsOpened.Load())
+	dst.QueueBytes.Add(s.QueueBytes.Load())
+	for i := range s.Dropped {
+		dst.Dropped[i].Add(s.Dropped[i].Load())
+	}
+	for i := range s.Failed {
+		dst.Failed[i].Add(s.Failed[i].Load())
+	}
+	for i := range s.status {
+		if n := s.status[i].Load(); n > 0 {
+			dst.status[i].Add(n)
+		}
+	}
+	dst.statusOther.Add(s.statusOther.Load())
+	s.Latency.AddTo(&dst.Latency)
+	s.QueueDelay.AddTo(&dst.QueueDelay)
+}

@@ -107,3 +107,23 @@ func TestStatsSnapshot(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsAddTo(t *testing.T) {
+	var a, b, sum Stats
+	a.Mirrored.Add(2)
+	a.countStatus(200)
+	a.countStatus(200)
+	a.Latency.Observe(time.Millisecond)
+	a.Failed[FailTimeout].Add(1)
+	b.Mirrored.Add(1)
+	b.countStatus(503)
+	b.Latency.Observe(3 * time.Millisecond)
+	b.Dropped[DropQueueFull].Add(4)
+	a.AddTo(&sum)
+	b.AddTo(&sum)
+	sn := sum.Snapshot()
+	if sn.Mirrored != 3 || sn.Status[200] != 2 || sn.Status[503] != 1 || sn.Responses != 2 ||
+		sn.Failed["timeout"] != 1 || sn.Dropped["queue_full"] != 4 || sum.Latency.Sum() != 4*time.Millisecond {
+		t.Errorf("sum %+v", sn)
+	}
+}

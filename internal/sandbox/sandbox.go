@@ -246,3 +246,24 @@ func onLockedThread(fn func() error) error {
 	}()
 	return <-done
 }
+
+// DefaultRoute sends the namespace's traffic for other networks to gw.
+func (n *Netns) DefaultRoute(gw string) error {
+	ip := net.ParseIP(gw)
+	if ip == nil {
+		return fmt.Errorf("gateway %q is not an address", gw)
+	}
+	if err := n.nl.RouteAdd(&netlink.Route{Gw: ip}); err != nil {
+		return fmt.Errorf("%s: default route via %s: %w", n.Name, gw, err)
+	}
+	return nil
+}
+
+// Sysctl sets a per-namespace sysctl, such as net/ipv4/ip_forward.
+func (n *Netns) Sysctl(name, value string) error {
+	return n.Do(func() error {
+		// /proc/sys/net belongs to the network namespace of the thread
+		// that opens it.
+		return os.WriteFile("/proc/sys/"+name, []byte(value), 0o644)
+	})
+}
