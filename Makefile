@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/shadowtee/shadowtee/cli.Version=$(VERSION)
 FUZZTIME  ?= 10s
 # Fuzz targets as package:FuzzName.
-FUZZ      := ./reassembly:FuzzReassembly ./httpframe:FuzzHTTPFraming
+FUZZ      := ./reassembly:FuzzReassembly ./httpframe:FuzzHTTPFraming ./pcapfile:FuzzReadCapture
 
 .DEFAULT_GOAL := help
 
@@ -36,7 +36,7 @@ test: ## vet, run every test (root tiers need root), then fuzz each target for $
 
 .PHONY: test-race
 test-race: ## run the pure-Go packages under the race detector
-	$(GO) test -count=1 -race ./reassembly/ ./httpframe/ ./shadow/ ./agent/
+	$(GO) test -count=1 -race ./reassembly/ ./httpframe/ ./shadow/ ./pcapfile/ ./config/ ./agent/
 
 .PHONY: e2e
 e2e: ## run only the end-to-end tests in network namespaces (root)
@@ -52,7 +52,7 @@ fuzz: ## fuzz each target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=10m
 
 .PHONY: bench
 bench: ## run the Go benchmarks of the hot path
-	$(GO) test -run '^$$' -bench . -benchmem ./reassembly/ ./httpframe/ ./shadow/ ./agent/
+	$(GO) test -run '^$$' -bench . -benchmem ./reassembly/ ./httpframe/ ./shadow/ ./pcapfile/ ./agent/
 
 .PHONY: demo
 demo: build ## build, then run the sandboxed demo (root)

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -131,7 +130,6 @@ type recordSink struct {
 	start time.Time
 
 	f       *os.File
-	bw      *bufio.Writer
 	w       *pcapfile.Writer
 	ifaces  map[int]int // ifindex -> interface block of the current file
 	files   []string
@@ -159,8 +157,8 @@ func (s *recordSink) open() error {
 	if err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
-	s.f, s.bw = f, bufio.NewWriterSize(f, 256<<10)
-	if s.w, err = pcapfile.NewWriter(s.bw); err != nil {
+	s.f = f
+	if s.w, err = pcapfile.NewWriter(f); err != nil {
 		f.Close()
 		return fmt.Errorf("record %s: %w", name, err)
 	}
@@ -218,7 +216,7 @@ func (s *recordSink) closeFile() error {
 		return nil
 	}
 	s.written += s.cur()
-	err := errors.Join(s.w.Flush(), s.bw.Flush(), s.f.Close())
+	err := errors.Join(s.w.Flush(), s.f.Close())
 	s.f, s.w = nil, nil
 	return err
 }

@@ -19,33 +19,33 @@ const (
 	// maxIPv4Payload and maxIPv6Payload are the most TCP payload one packet
 	// carries: the IP length fields are 16 bits wide (IPv4 counts its own
 	// header, IPv6 does not).
+	etherHeader    = 14
 	maxIPv4Payload = 0xffff - ipv4Header - tcpHeader
 	maxIPv6Payload = 0xffff - tcpHeader
 	userAppl       = "shadowtee"
 )
 
 // Writer writes segments as a pcapng file: one section with nanosecond
-// timestamps, one interface per captured interface, link type RAW (packets
-// start with their IPv4 or IPv6 header). Each segment becomes a packet with
-// a synthesised IP and TCP header whose checksums are correct, so Wireshark
-// and tcpdump show the payload as it was captured, and Reader reads the
-// segments back as they were written.
+// timestamps, one interface per captured interface, link type Ethernet.
+// Each segment becomes a packet with a synthesised Ethernet, IP and TCP
+// header (fixed locally administered MAC addresses; checksums correct), so
+// Wireshark and tcpdump show the payload as it was captured, and Reader
+// reads the segments back as they were written.
 //
 // The file is little endian, the byte order of every machine the tee runs
 // on, which pcapng readers accept either way. Writer buffers; call Flush
 // before closing the underlying file. It is not safe for concurrent use.
 //
-// Wireshark and tshark read any file Writer makes. tcpdump (libpcap 1.10.3)
-// reads a file with one interface, but stops at the second interface
-// description of a RAW file: it compares the first one's link type, which
-// it has turned into DLT_RAW (12), with the next one's LINKTYPE_RAW (101).
+// The Ethernet header costs 14 bytes a packet; raw IP would save them, but
+// libpcap (1.10) refuses a pcapng file with more than one raw-IP interface,
+// and a recording usually has several.
 type Writer struct {
 	bw     *bufio.Writer
 	n      int64
 	ifaces int
 	ipID   uint16
 	err    error
-	buf    [epbHeader + ipv6Header + tcpHeader]byte
+	buf    [epbHeader + etherHeader + ipv6Header + tcpHeader]byte
 	// tail holds padding and trailers: a field, because a local array
 	// handed to the buffered writer would escape, one allocation a packet.
 	tail [8]byte
@@ -72,7 +72,7 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	return wr, wr.err
 }
 
-// AddInterface adds an interface description (link type RAW, nanosecond
+// AddInterface adds an interface description (link type Ethernet, nanosecond
 // timestamps, if_name name) and returns the id to pass to WriteSegment.
 func (w *Writer) AddInterface(name string) (id int, err error) {
 	if len(name) > 0xffff {
@@ -89,7 +89,7 @@ func (w *Writer) AddInterface(name string) (id int, err error) {
 	b := w.buf[:0]
 	b = binary.LittleEndian.AppendUint32(b, blockIDB)
 	b = binary.LittleEndian.AppendUint32(b, uint32(length))
-	b = binary.LittleEndian.AppendUint16(b, linkRaw)
+	b = binary.LittleEndian.AppendUint16(b, linkEthernet)
 	b = binary.LittleEndian.AppendUint16(b, 0) // reserved
 	b = binary.LittleEndian.AppendUint32(b, 0) // snap length: none
 	w.write(b)
@@ -156,11 +156,11 @@ func (w *Writer) WriteSegment(iface int, seg *reassembly.Segment) error {
 // header in front of payload.
 func (w *Writer) packet(iface int, seg *reassembly.Segment, seq uint32, flags reassembly.Flags, payload []byte) {
 	src, dst := seg.Flow.Src.Addr(), seg.Flow.Dst.Addr()
-	ipLen := ipv6Header
+	ipLen, etherType := ipv6Header, uint16(0x86DD)
 	if src.Is4() {
-		ipLen = ipv4Header
+		ipLen, etherType = ipv4Header, 0x0800
 	}
-	caplen := ipLen + tcpHeader + len(payload)
+	caplen := etherHeader + ipLen + tcpHeader + len(payload)
 	pad := (4 - caplen&3) & 3
 	length := epbHeader + caplen + pad + 4
 	var ts uint64
@@ -178,14 +178,18 @@ func (w *Writer) packet(iface int, seg *reassembly.Segment, seq uint32, flags re
 	le.PutUint32(b[20:], uint32(caplen))
 	le.PutUint32(b[24:], uint32(caplen))
 
-	ip := b[epbHeader : epbHeader+ipLen]
-	tcp := b[epbHeader+ipLen : epbHeader+ipLen+tcpHeader]
 	be := binary.BigEndian
+	eth := b[epbHeader : epbHeader+etherHeader]
+	copy(eth, writerMACs[:])
+	be.PutUint16(eth[12:], etherType)
+	l3 := epbHeader + etherHeader
+	ip := b[l3 : l3+ipLen]
+	tcp := b[l3+ipLen : l3+ipLen+tcpHeader]
 	var pseudo uint64
 	if src.Is4() {
 		s4, d4 := src.As4(), dst.As4()
 		ip[0], ip[1] = 0x45, 0
-		be.PutUint16(ip[2:], uint16(caplen))
+		be.PutUint16(ip[2:], uint16(caplen-etherHeader))
 		be.PutUint16(ip[4:], w.ipID)
 		w.ipID++
 		be.PutUint16(ip[6:], 0x4000) // don't fragment
@@ -214,11 +218,15 @@ func (w *Writer) packet(iface int, seg *reassembly.Segment, seq uint32, flags re
 	be.PutUint16(tcp[18:], 0)      // urgent pointer
 	be.PutUint16(tcp[16:], ^fold(sum(payload, sum(tcp, pseudo))))
 
-	w.write(b[:epbHeader+ipLen+tcpHeader])
+	w.write(b[:l3+ipLen+tcpHeader])
 	w.write(payload)
 	w.pad(pad)
 	w.endBlock(length)
 }
+
+// writerMACs are the destination and source addresses of written frames:
+// locally administered, as no real interface has them.
+var writerMACs = [12]byte{0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01}
 
 // Flush writes what is buffered to the underlying writer.
 func (w *Writer) Flush() error {
