@@ -58,6 +58,10 @@ bench: ## run the Go benchmarks of the hot path
 demo: build ## build, then run the sandboxed demo (root)
 	sudo $(BIN) demo
 
+.PHONY: image
+image: ## build the container image shadowtee:$(VERSION) (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) -t shadowtee:$(VERSION) .
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin
