@@ -29,7 +29,7 @@ type Sink interface {
 // DefaultPoll is how often the reader looks at the ring buffer. It bounds
 // the delay a segment waits in the ring; the work per look is a few system
 // calls at most, whatever the rate.
-const DefaultPoll = 2 * time.Millisecond
+const DefaultPoll = 4 * time.Millisecond
 
 // Reader reads the ring buffer. One goroutine calls Run.
 type Reader struct {

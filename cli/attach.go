@@ -23,6 +23,7 @@ func captureFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "port", Aliases: []string{"p"}, Usage: "TCP port of the service to mirror, `PORT` (repeatable or comma-separated, up to 64)", EnvVars: env("PORT"), Category: catCapture},
 		&ucli.StringFlag{Name: "attach-mode", Value: "auto", Usage: "auto (TCX where the kernel has it, else tc), tcx, or tc (clsact qdisc + filter)", EnvVars: env("ATTACH_MODE"), Category: catCapture},
 		&ucli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "kernel ring buffer size, a power of two", EnvVars: env("RING_SIZE"), Category: catCapture},
+		&ucli.DurationFlag{Name: "poll-interval", Value: bpf.DefaultPoll, Usage: "how often the ring buffer is read: longer saves CPU at low rates, shorter lowers the mirroring delay", EnvVars: env("POLL_INTERVAL"), Category: catCapture},
 	}
 }
 
@@ -31,7 +32,7 @@ func captureFlags() []ucli.Flag {
 func captureConfig(c *ucli.Context, needPorts bool) (agent.CaptureConfig, error) {
 	cfg := agent.CaptureConfig{
 		Interfaces:  splitList(c.StringSlice("iface")),
-		Poll:        bpf.DefaultPoll,
+		Poll:        c.Duration("poll-interval"),
 		WakeupBytes: bpf.DefaultWakeupBytes,
 	}
 	if len(cfg.Interfaces) == 0 {
@@ -59,6 +60,9 @@ func captureConfig(c *ucli.Context, needPorts bool) (agent.CaptureConfig, error)
 		return cfg, usagef("--ring-size %s: want a power of two from 4KiB to 1GiB", c.String("ring-size"))
 	}
 	cfg.RingBytes = int(ring)
+	if cfg.Poll < 100*time.Microsecond || cfg.Poll > time.Second {
+		return cfg, usagef("--poll-interval %v: want 100µs to 1s", cfg.Poll)
+	}
 	return cfg, nil
 }
 
