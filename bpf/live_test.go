@@ -19,8 +19,9 @@ import (
 
 // collector is a Sink that keeps copies of every segment.
 type collector struct {
-	mu   sync.Mutex
-	segs []reassembly.Segment
+	mu        sync.Mutex
+	segs      []reassembly.Segment
+	ifindexes []int
 }
 
 func (c *collector) Segment(seg *reassembly.Segment, ifindex int) {
@@ -28,6 +29,7 @@ func (c *collector) Segment(seg *reassembly.Segment, ifindex int) {
 	s.Payload = bytes.Clone(seg.Payload)
 	c.mu.Lock()
 	c.segs = append(c.segs, s)
+	c.ifindexes = append(c.ifindexes, ifindex)
 	c.mu.Unlock()
 }
 
@@ -164,12 +166,25 @@ func TestLiveGSOPacketCopiedWhole(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			tp := newTopology(t)
 			tee := loadForTest(t, Options{Ports: []uint16{8080}})
-			col, _ := tp.attach(t, tee, mode)
+			col, a := tp.attach(t, tee, mode)
 			data := payloadOf(60 << 10)
+			before := time.Now()
 			src := tp.send(t, "198.18.0.2:8080", data)
 			if largest := waitStream(t, col, src, data); largest <= 16<<10 {
 				t.Errorf("largest record %d bytes: expected GSO packets of more than 16 KiB", largest)
 			}
+			// Every record carries the time it was copied and the
+			// interface it arrived on.
+			col.mu.Lock()
+			for i, s := range col.segs {
+				if d := s.Time.Sub(before); d < -time.Second || d > 10*time.Second {
+					t.Errorf("record %d stamped %v, %v from when it was sent", i, s.Time, d)
+				}
+				if col.ifindexes[i] != a.Index {
+					t.Errorf("record %d from ifindex %d, want %d (%s)", i, col.ifindexes[i], a.Index, a.Iface)
+				}
+			}
+			col.mu.Unlock()
 			if c := counters(t, tee); c.DropRingFull+c.DropLoad+c.Truncated != 0 {
 				t.Errorf("losses counted: %+v", c)
 			}

@@ -311,6 +311,8 @@ static __always_inline void tcp_segment(struct __sk_buff *skb, struct tee_counte
 	if (len == 0 && !(tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST)))
 		return;
 
+	h->ts_ns = bpf_ktime_get_ns();
+	h->ifindex = skb->ifindex;
 	h->sport = bpf_ntohs(tcp.source);
 	h->dport = dport;
 	h->seq = bpf_ntohl(tcp.seq);
