@@ -157,6 +157,12 @@ func (a *Assembler) Add(seg *Segment) {
 			c = nil
 		}
 		if c == nil {
+			if a.closed.sameStart(seg.Flow, seq) {
+				// The closed connection's own SYN again: its data, if it
+				// comes again too, is dropped as already delivered.
+				a.stats.Duplicate.Add(1)
+				return
+			}
 			a.closed.forget(seg.Flow) // a new connection on the same ports
 		}
 	}
@@ -298,7 +304,7 @@ func (a *Assembler) end(c *conn, why endReason, t time.Time) {
 	switch why {
 	case endClosed:
 		st.StreamsClosed.Add(1)
-		a.closed.add(c.flow, c.nextSeq, a.clock)
+		a.closed.add(c.flow, c.start, c.nextSeq, a.clock)
 	case endExpired:
 		st.StreamsExpired.Add(1)
 	case endEvicted:

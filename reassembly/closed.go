@@ -19,8 +19,9 @@ const (
 )
 
 type closedEnd struct {
-	end uint32 // sequence number after the last byte delivered
-	at  int64  // assembler clock when the flow closed
+	start uint32 // sequence number of the first byte of the stream
+	end   uint32 // sequence number after the last byte delivered
+	at    int64  // assembler clock when the flow closed
 }
 
 type closedEntry struct {
@@ -36,7 +37,7 @@ type closedFlows struct {
 	head, size int
 }
 
-func (c *closedFlows) add(flow Flow, end uint32, now int64) {
+func (c *closedFlows) add(flow Flow, start, end uint32, now int64) {
 	if c.ends == nil {
 		c.ends = make(map[Flow]closedEnd)
 	}
@@ -49,7 +50,7 @@ func (c *closedFlows) add(flow Flow, end uint32, now int64) {
 	}
 	c.ring[(c.head+c.size)%len(c.ring)] = closedEntry{flow: flow, at: now}
 	c.size++
-	c.ends[flow] = closedEnd{end: end, at: now}
+	c.ends[flow] = closedEnd{start: start, end: end, at: now}
 }
 
 func (c *closedFlows) grow() {
@@ -84,6 +85,15 @@ func (c *closedFlows) expire(now int64) {
 func (c *closedFlows) lookup(flow Flow) (uint32, bool) {
 	e, ok := c.ends[flow]
 	return e.end, ok
+}
+
+// sameStart reports whether a recently closed flow started at seq: a SYN
+// with it is that connection's SYN once more (a retransmission, or the
+// copy that a capture on two interfaces holds), not a new connection, which
+// would start elsewhere.
+func (c *closedFlows) sameStart(flow Flow, seq uint32) bool {
+	e, ok := c.ends[flow]
+	return ok && e.start == seq
 }
 
 func (c *closedFlows) forget(flow Flow) { delete(c.ends, flow) }

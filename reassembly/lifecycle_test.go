@@ -54,6 +54,20 @@ var lifecycleCases = []tableCase{
 		want: []string{"A open", "A data:bye", "A end", "A open", "A data:hi"},
 	},
 	{
+		name: "the same connection again, as a capture of two interfaces holds it",
+		steps: []step{
+			seg(fA, 100, SYN, "", 0),
+			seg(fA, 101, FIN, "GET", 0),
+			seg(fA, 100, SYN, "", 0),
+			seg(fA, 101, FIN, "GET", 0),
+		},
+		want: []string{"A open", "A data:GET", "A end"},
+		check: func(t *testing.T, st *Stats, a *Assembler) {
+			want(t, "Duplicate", st.Duplicate.Load(), 2)
+			want(t, "StreamsOpened", st.StreamsOpened.Load(), 1)
+		},
+	},
+	{
 		name: "late data after a reset",
 		steps: []step{
 			seg(fA, 100, SYN, "", 0),
