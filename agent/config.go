@@ -42,7 +42,11 @@ type Config struct {
 
 // Limits bound what reassembly and framing hold, for every rule.
 type Limits struct {
-	MaxBody     int64
+	MaxBody int64
+	// MaxBuffered caps the bytes held for requests still arriving, over all
+	// connections: beyond it, the request that needs more is skipped
+	// (memory) rather than memory growing with what clients announce.
+	MaxBuffered int64
 	MaxHeader   int
 	MaxStreams  int
 	GapTimeout  time.Duration
@@ -54,6 +58,7 @@ const (
 	DefaultDrainTimeout  = 5 * time.Second
 	DefaultStatsInterval = 30 * time.Second
 	DefaultMaxBody       = 8 << 20
+	DefaultMaxBuffered   = 64 << 20
 	DefaultMaxHeader     = 64 << 10
 )
 
@@ -72,7 +77,7 @@ func (c *Config) Validate() error {
 }
 
 func (l *Limits) validate() error {
-	if l.MaxBody < 0 || l.MaxHeader < 0 || l.MaxStreams < 0 || l.GapTimeout < 0 || l.IdleTimeout < 0 {
+	if l.MaxBody < 0 || l.MaxBuffered < 0 || l.MaxHeader < 0 || l.MaxStreams < 0 || l.GapTimeout < 0 || l.IdleTimeout < 0 {
 		return errors.New("limits must not be negative")
 	}
 	return nil
@@ -99,6 +104,9 @@ func (c *Config) setDefaults() {
 func (l *Limits) setDefaults() {
 	if l.MaxBody == 0 {
 		l.MaxBody = DefaultMaxBody
+	}
+	if l.MaxBuffered == 0 {
+		l.MaxBuffered = max(DefaultMaxBuffered, 2*l.MaxBody)
 	}
 	if l.MaxHeader == 0 {
 		l.MaxHeader = DefaultMaxHeader

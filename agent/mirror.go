@@ -218,9 +218,14 @@ const shadowSuffix = "-shadow"
 // framingConfig returns the framing configuration whose callbacks feed this
 // mirror.
 func (m *mirror) framingConfig(lim Limits) *httpframe.Config {
+	var budget *httpframe.Budget
+	if lim.MaxBuffered > 0 {
+		budget = httpframe.NewBudget(lim.MaxBuffered)
+	}
 	return &httpframe.Config{
 		MaxHeaderBytes: lim.MaxHeader,
 		MaxBodyBytes:   lim.MaxBody,
+		Budget:         budget,
 		Stats:          &m.framing,
 		Keep:           m.keep,
 		Emit:           m.emit,

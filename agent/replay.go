@@ -115,8 +115,11 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		prog.loop.Store(int64(loop))
 		prog.size.Store(src.Size())
 		pipe := NewPipeline(PipelineConfig{
-			Shards:     shards,
-			Block:      true,
+			Shards: shards,
+			Block:  true,
+			// Reading a file never drops, so the backlog only needs to
+			// keep the workers busy; more would only hold memory.
+			Backlog:    4 << 20,
 			Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 			Framing:    framing,
 			Stats:      &st.capture,

@@ -42,6 +42,7 @@ func mirrorFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "pod-ip", Usage: "mirror only requests towards these addresses or CIDRs (`CIDR`, repeatable; filtered in the kernel)", EnvVars: env("POD_IP"), Category: catShadow},
 
 		&ucli.StringFlag{Name: "max-body", Value: "8MiB", Usage: "largest request body mirrored; larger requests are skipped and counted", EnvVars: env("MAX_BODY"), Category: catLimits},
+		&ucli.StringFlag{Name: "max-buffered", Value: "64MiB", Usage: "bytes held for requests still arriving, over all connections; beyond, requests are skipped and counted (memory)", EnvVars: env("MAX_BUFFERED"), Category: catLimits},
 		&ucli.IntFlag{Name: "max-streams", Value: 262144, Usage: "TCP connections followed at once; the least recently active is dropped beyond", EnvVars: env("MAX_STREAMS"), Category: catLimits},
 		&ucli.DurationFlag{Name: "gap-timeout", Value: time.Second, Usage: "how long a hole in a TCP stream waits for its retransmission", EnvVars: env("GAP_TIMEOUT"), Category: catLimits},
 		&ucli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "forget a TCP connection idle this long", EnvVars: env("IDLE_TIMEOUT"), Category: catLimits},
@@ -170,6 +171,12 @@ func limits(c *ucli.Context) (agent.Limits, error) {
 	var err error
 	if l.MaxBody, err = parseSize(c.String("max-body")); err != nil || l.MaxBody < 1 {
 		return l, usagef("--max-body: %v", orPositive(err, c.String("max-body")))
+	}
+	if l.MaxBuffered, err = parseSize(c.String("max-buffered")); err != nil || l.MaxBuffered < l.MaxBody {
+		if err == nil {
+			err = fmt.Errorf("%s is less than --max-body", c.String("max-buffered"))
+		}
+		return l, usagef("--max-buffered: %v", err)
 	}
 	if l.MaxStreams < 1 {
 		return l, usagef("--max-streams %d: must be positive", l.MaxStreams)

@@ -65,15 +65,10 @@ func (p *Parser) headDone(head, rest []byte) int {
 		p.bodyDone()
 		return 0
 	}
-	switch {
-	case p.skip:
-		return 0 // the body steps skip it
-	case p.blk == nil:
+	if !p.skip && p.blk == nil {
 		return p.bodyInPlace(rest)
-	case !chunked && !p.ensure(len(p.blk.b)+int(cl), len(p.blk.b)+int(cl)):
-		p.noMemory()
 	}
-	return 0
+	return 0 // the body steps frame (or skip) the body
 }
 
 // bodyInPlace frames the start of a kept body from rest, which follows the
@@ -90,7 +85,9 @@ func (p *Parser) bodyInPlace(rest []byte) int {
 			n, done = int(p.remain), true
 		}
 		p.remain -= int64(n)
-		need, want = hl+int(r.ContentLength), hl+int(r.ContentLength)
+		// Room for what has arrived, growing as more does: a head that
+		// announces a large body does not reserve it before it comes.
+		need, want = hl+n, bodyWant(hl+n, hl+int(r.ContentLength))
 	} else {
 		var err error
 		n, done, err = p.chunk.Scan(rest)
@@ -129,8 +126,12 @@ func (p *Parser) body(b []byte) int {
 		n = int(p.remain)
 	}
 	if !p.skip {
-		// ensure made room for the whole body when the head was parsed.
-		p.blk.b = append(p.blk.b, b[:n]...)
+		need := len(p.blk.b) + n
+		if !p.ensure(need, bodyWant(need, len(p.blk.b)+int(p.remain))) {
+			p.noMemory()
+		} else {
+			p.blk.b = append(p.blk.b, b[:n]...)
+		}
 	}
 	p.remain -= int64(n)
 	if p.remain == 0 {
@@ -221,6 +222,13 @@ func (p *Parser) emit(r *Request) {
 	} else {
 		r.Release()
 	}
+}
+
+// bodyWant is the buffer to ask for when a Content-Length body needs room
+// for need bytes of the total it will reach: twice what has arrived, so
+// that growing costs few copies, never more than the total.
+func bodyWant(need, total int) int {
+	return min(total, 2*need+4096)
 }
 
 // appendPartial appends b to the partial request, growing the buffer (and

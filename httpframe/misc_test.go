@@ -72,16 +72,16 @@ func TestBudgetShared(t *testing.T) {
 	bodyB := clPost("/b", "1500", "")
 	now := time.Now()
 
-	a.Data([]byte(bodyA+strings.Repeat("a", 100)), now)
+	a.Data([]byte(bodyA+strings.Repeat("a", 2900)), now)
 	if budget.Used() == 0 {
 		t.Fatalf("a partial request holds no reservation")
 	}
-	b.Data([]byte(bodyB+strings.Repeat("b", 100)), now)
+	b.Data([]byte(bodyB+strings.Repeat("b", 1400)), now)
 	if n := stats.Skipped[ReasonMemory].Load(); n != 1 {
 		t.Fatalf("Skipped[memory] = %d, want 1", n)
 	}
-	b.Data([]byte(strings.Repeat("b", 1400)+getB), now) // the rest is skipped, getB framed
-	a.Data([]byte(strings.Repeat("a", 2900)), now)
+	b.Data([]byte(strings.Repeat("b", 100)+getB), now) // the rest is skipped, getB framed
+	a.Data([]byte(strings.Repeat("a", 100)), now)
 	if budget.Used() != 0 {
 		t.Fatalf("Budget holds %d bytes after the request was emitted", budget.Used())
 	}
