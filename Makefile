@@ -54,6 +54,13 @@ fuzz: ## fuzz each target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=10m
 bench: ## run the Go benchmarks of the hot path
 	$(GO) test -run '^$$' -bench . -benchmem ./reassembly/ ./httpframe/ ./shadow/ ./pcapfile/ ./agent/
 
+.PHONY: testdata
+testdata: ## rebuild testdata/ and pcapfile/testdata (root): synthesised and recorded captures, then the golden files
+	$(GO) run ./internal/mkcaptures -out testdata/captures
+	pcapfile/testdata/make-captures.sh
+	SHADOWTEE_UPDATE_TESTDATA=1 $(GO) test -count=1 -run '^TestE2ERecordTestdata$$' ./e2e/
+	$(GO) test -count=1 -run '^TestReplayGolden$$' ./agent/ -args -update
+
 .PHONY: demo
 demo: build ## build, then run the sandboxed demo (root)
 	sudo $(BIN) demo

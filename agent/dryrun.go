@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpframe"
@@ -35,6 +36,8 @@ type DryRunRecord struct {
 
 // dryRunPrinter writes a DryRunRecord per request instead of sending it.
 type dryRunPrinter struct {
+	printed atomic.Uint64
+
 	mu  sync.Mutex
 	w   *bufio.Writer
 	enc *json.Encoder
@@ -88,6 +91,7 @@ func (p *dryRunPrinter) emit(r *httpframe.Request, rt *route) {
 	if err := p.enc.Encode(rec); err != nil && p.err == nil {
 		p.err = err
 	}
+	p.printed.Add(1)
 }
 
 func (p *dryRunPrinter) flush() error {

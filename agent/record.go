@@ -42,7 +42,7 @@ type RecordSummary struct {
 }
 
 // Record copies what the kernel program copies into pcapng files (link type
-// raw IP, one interface block per captured interface), so that `replay` of a
+// Ethernet, one interface block per captured interface), so that `replay` of a
 // recording reproduces what `attach` would have mirrored.
 func Record(ctx context.Context, cfg RecordConfig) (*RecordSummary, error) {
 	if cfg.Logger == nil {

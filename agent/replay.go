@@ -94,6 +94,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		// One shard keeps the output in the file's order, run after run.
 		shards = 1
 		printer = newDryRunPrinter(cfg.DryRun)
+		st.printed = &printer.printed
 		framing.Emit = func(r *httpframe.Request) { printer.emit(r, m.route(r)) }
 	} else {
 		// A file can wait for the shadow: nothing is dropped for speed.

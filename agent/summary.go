@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -116,6 +117,8 @@ type RequestSummary struct {
 	Dropped  map[string]uint64 `json:"dropped"` // never sent, by reason
 	Failed   map[string]uint64 `json:"failed"`  // sent or about to be, no answer, by reason
 	Mirrored uint64            `json:"mirrored"`
+	// Printed counts the requests a dry run printed instead of sending.
+	Printed uint64 `json:"printed,omitempty"`
 }
 
 // stats gathers the counters of every stage of one run.
@@ -125,6 +128,7 @@ type stats struct {
 	file       *fileStats                   // nil for live capture
 	ifaces     *IfaceStats                  // nil for files
 	reloads    *config.Reloader             // nil without a rules file
+	printed    *atomic.Uint64               // dry runs only
 	capture    CaptureStats
 	reassembly reassembly.Stats
 	mirror     *mirror
@@ -175,6 +179,9 @@ func (s *stats) summary() *Summary {
 		Failed:   sum.Shadow.Failed,
 		Mirrored: sum.Shadow.Mirrored,
 	}
+	if s.printed != nil {
+		sum.Requests.Printed = s.printed.Load()
+	}
 	return sum
 }
 
@@ -192,6 +199,9 @@ func nonZero(m map[string]uint64) map[string]uint64 {
 	maps.DeleteFunc(m, func(_ string, v uint64) bool { return v == 0 })
 	return m
 }
+
+// dryRun reports whether the summary is of a dry run.
+func (s *Summary) dryRun() bool { return s.File != nil && s.Requests.Printed > 0 }
 
 // WriteText prints the summary as a small table for people.
 func (s *Summary) WriteText(w io.Writer) {
@@ -213,8 +223,13 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(tw, "  segments\treceived %d\tstreams %d (%d joined mid-stream)\tgaps %d (%s)\tdropped %d\n",
 		g.Received, g.Streams, g.MidStream, g.Gaps, bytesText(g.GapBytes), g.BacklogDrops)
 	q := s.Requests
-	fmt.Fprintf(tw, "  requests\tframed %d\tskipped %s\tmirrored %d\tdropped %s\tfailed %s\n",
-		q.Framed, reasons(q.Skipped), q.Mirrored, reasons(q.Dropped), reasons(q.Failed))
+	if s.dryRun() {
+		fmt.Fprintf(tw, "  requests\tframed %d\tskipped %s\tprinted %d (dry run: nothing sent)\n",
+			q.Framed, reasons(q.Skipped), q.Printed)
+	} else {
+		fmt.Fprintf(tw, "  requests\tframed %d\tskipped %s\tmirrored %d\tdropped %s\tfailed %s\n",
+			q.Framed, reasons(q.Skipped), q.Mirrored, reasons(q.Dropped), reasons(q.Failed))
+	}
 	codes := slices.Sorted(maps.Keys(s.Shadow.Status))
 	var parts []string
 	for _, c := range codes {

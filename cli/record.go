@@ -27,7 +27,7 @@ func recordCommand() *ucli.Command {
 		Usage:     "save what the tee copies to a pcapng file, for replay later",
 		UsageText: "sudo shadowtee record --iface IFACE --port PORT --out FILE.pcapng [--duration 30s] [--max-bytes 1GiB]",
 		Description: `Attaches the same kernel program as attach and writes the client-to-server
-segments it copies to a pcapng file (link type raw IP, nanosecond timestamps, one
+segments it copies to a pcapng file (Ethernet frames, nanosecond timestamps, one
 interface block per interface), so that 'shadowtee replay' of the recording
 reproduces what attach would have mirrored. It can run next to a running attach.
 

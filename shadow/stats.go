@@ -123,13 +123,18 @@ func (s *Stats) VisitStatus(fn func(code int, n uint64)) {
 
 // Snapshot is a copy of Stats in plain values, for a summary.
 type Snapshot struct {
-	Queued, Sent, Mirrored, Requeued, ConnectionsOpened uint64
-	QueueBytes                                          int64
-	Dropped                                             map[string]uint64 // non-zero counts by DropReason label
-	Failed                                              map[string]uint64 // non-zero counts by FailReason label
-	Status                                              map[int]uint64    // non-zero counts by final status; 0 is "other"
-	Responses                                           uint64            // responses in the latency histogram
-	LatencyP50, LatencyP99                              time.Duration
+	Queued            uint64            `json:"queued"`
+	Sent              uint64            `json:"sent"`
+	Mirrored          uint64            `json:"mirrored"`
+	Requeued          uint64            `json:"requeued"`
+	ConnectionsOpened uint64            `json:"connections_opened"`
+	QueueBytes        int64             `json:"queue_bytes"`
+	Dropped           map[string]uint64 `json:"dropped"`   // non-zero counts by DropReason label
+	Failed            map[string]uint64 `json:"failed"`    // non-zero counts by FailReason label
+	Status            map[int]uint64    `json:"status"`    // non-zero counts by final status; 0 is "other"
+	Responses         uint64            `json:"responses"` // responses in the latency histogram
+	LatencyP50        time.Duration     `json:"latency_p50_ns"`
+	LatencyP99        time.Duration     `json:"latency_p99_ns"`
 }
 
 // Snapshot copies the counters. The copy is not atomic as a whole: counters

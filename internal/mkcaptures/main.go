@@ -1,0 +1,133 @@
+// Command mkcaptures writes the synthesised captures of testdata/captures:
+// one small pcap or pcapng file per edge case of replay (retransmissions,
+// reordering, loss, one-sided and mid-stream captures, link types, HTTP
+// framing corner cases), built packet by packet with gopacket from fixed
+// timestamps and seeds, so that every run writes the same bytes. It also
+// writes the README.md table that says what each file holds and what
+// replaying it must give.
+//
+//	go run ./internal/mkcaptures -out testdata/captures
+//
+// Two more modes serve measurements of replay rather than tests:
+//
+//	go run ./internal/mkcaptures -big FILE -size 1GiB [-window 44]   # a large capture of realistic traffic
+//	go run ./internal/mkcaptures -sink ADDR             # an HTTP/1.1 server that answers 200 to anything
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "mkcaptures:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	out := flag.String("out", "testdata/captures", "directory to write the edge-case captures and README.md to")
+	big := flag.String("big", "", "write one large capture of realistic traffic to this `FILE` instead")
+	size := flag.String("size", "1GiB", "approximate size of the -big capture (B, KiB, MiB, GiB)")
+	window := flag.Int("window", 44, "most packets a connection of the -big capture sends in a row (44 is 64 KiB of payload; 1 interleaves connections packet by packet)")
+	sink := flag.String("sink", "", "serve HTTP/1.1 on this `ADDR`, answering every request with an empty 200, until SIGINT or SIGTERM")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
+	}
+	switch {
+	case *sink != "":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return serveSink(ctx, *sink, func(addr string) { fmt.Println("sink listening on", addr) })
+	case *big != "":
+		n, err := parseSize(*size)
+		if err != nil {
+			return err
+		}
+		st, err := writeBig(*big, n, *window)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: %d bytes, %d packets, %d connections, %d requests\n", *big, st.bytes, st.packets, st.conns, st.requests)
+		return nil
+	}
+	return writeAll(*out)
+}
+
+// writeAll writes every case and the README table into dir.
+func writeAll(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, tc := range cases {
+		if err := tc.build().write(filepath.Join(dir, tc.file), tc.format); err != nil {
+			return fmt.Errorf("%s: %w", tc.file, err)
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(readme()), 0o644)
+}
+
+// recordedMix describes the capture that the end-to-end tests record from
+// real traffic; it is listed with the synthesised ones.
+var recordedMix = testCase{
+	file:   "recorded-mix.pcapng",
+	holds:  "recorded by `shadowtee record` on the gateway of the end-to-end topology while Go net/http clients sent keep-alive GETs, a POST, a chunked POST, an IPv6 GET, 3 pipelined raw requests and an HTTP/1.0 GET (client-to-server segments only, Ethernet, nanosecond timestamps)",
+	expect: "every request sent (see e2e/testdata_test.go)",
+}
+
+func readme() string {
+	var b strings.Builder
+	b.WriteString(`# Captures for replay tests
+
+Each file here is replayed by ` + "`agent.TestReplayGolden`" + `, which compares the
+` + "`shadowtee replay --dry-run`" + ` output with ` + "`testdata/golden/NAME.jsonl`" + ` and checks the
+summary counters that the case is about. Every file is rebuilt by ` + "`make testdata`" + `.
+
+The synthesised files are written by ` + "`go run ./internal/mkcaptures -out testdata/captures`" + `
+(this table too: edit ` + "`internal/mkcaptures/cases.go`" + `, not this file). They are
+deterministic: fixed timestamps from 2025-03-14T09:26:53Z, fixed sequence
+numbers, bodies from fixed seeds. Client 198.18.0.1 or fd00::1, server
+198.18.0.2:8080 or [fd00::2]:8080, Host shadowing.example, Ethernet unless
+the file says otherwise. ` + "`recorded-mix.pcapng`" + ` is recorded from real traffic by
+` + "`SHADOWTEE_UPDATE_TESTDATA=1 go test ./e2e -run TestE2ERecordTestdata`" + ` (root).
+
+| file | holds | replay (no --port) must give |
+| --- | --- | --- |
+`)
+	for _, tc := range append(cases[:len(cases):len(cases)], recordedMix) {
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", tc.file, tc.holds, tc.expect)
+	}
+	return b.String()
+}
+
+// parseSize reads a byte count with an optional binary unit.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseFloat(num, 64)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("size %q: want a positive number with B, KiB, MiB or GiB", s)
+			}
+			return int64(n * float64(u.mult)), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("size " + strconv.Quote(s) + ": want a positive number with B, KiB, MiB or GiB")
+	}
+	return n, nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/shadowtee/shadowtee/httpframe"
+)
+
+// sinkAnswer is the whole answer of the sink to any request.
+const sinkAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+// serveSink answers every HTTP/1.1 request on addr with an empty 200 until
+// ctx ends. It frames requests itself (Content-Length and chunked bodies)
+// and answers pipelined requests in order, writing the answers of
+// everything read in one go at once, so that it costs far less than the
+// replay it serves: what is measured is the replay. ready receives the
+// address listened on.
+func serveSink(ctx context.Context, addr string, ready func(string)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	ready(ln.Addr().String())
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	defer func() {
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		mu.Lock()
+		open[c] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sinkConn(c)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
+			c.Close()
+		}()
+	}
+}
+
+// sinkConn answers the requests of one connection until it ends or sends
+// something that is not HTTP/1.1.
+func sinkConn(c net.Conn) {
+	br := bufio.NewReaderSize(c, 64<<10)
+	bw := bufio.NewWriterSize(c, 16<<10)
+	var chunk httpframe.ChunkedScanner
+	for {
+		length, chunked, err := sinkHead(br)
+		if err != nil {
+			return
+		}
+		if chunked {
+			chunk.Reset()
+			for !chunk.Done() {
+				b, err := br.Peek(max(1, br.Buffered()))
+				if err != nil {
+					return
+				}
+				n, _, err := chunk.Scan(b)
+				if err != nil {
+					return
+				}
+				br.Discard(n)
+			}
+		} else if _, err := br.Discard(int(length)); err != nil {
+			return
+		}
+		bw.WriteString(sinkAnswer)
+		if br.Buffered() == 0 && bw.Flush() != nil {
+			return
+		}
+	}
+}
+
+// sinkHead reads a request head and returns how its body is framed.
+func sinkHead(br *bufio.Reader) (length int64, chunked bool, err error) {
+	first := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = fmt.Errorf("header line longer than %d bytes", br.Size())
+			}
+			return 0, false, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0 && first:
+			continue // a stray line end between requests
+		case len(line) == 0:
+			return length, chunked, nil
+		case first:
+			first = false
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+				return 0, false, io.ErrUnexpectedEOF
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
+		}
+	}
+}
