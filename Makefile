@@ -50,8 +50,15 @@ fuzz: ## fuzz each target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=10m
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+BENCH_ARGS ?=
+
 .PHONY: bench
-bench: ## run the Go benchmarks of the hot path
+bench: build ## live benchmark in network namespaces (root, ~4 min): baseline vs shadowtee (vs --peer); BENCH_ARGS=--quick for a smoke run
+	$(GO) build -o bin/shadowtee-bench ./bench
+	bin/shadowtee-bench --binary $(BIN) --out bin/bench.md --json bin/bench.json --svg docs/bench-cpu.svg $(BENCH_ARGS)
+
+.PHONY: bench-go
+bench-go: ## run the Go benchmarks of the hot path
 	$(GO) test -run '^$$' -bench . -benchmem ./reassembly/ ./httpframe/ ./shadow/ ./pcapfile/ ./agent/
 
 .PHONY: testdata

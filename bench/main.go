@@ -1,0 +1,288 @@
+// Command shadowtee-bench measures shadowtee, and any other tee given as a
+// command, under open-loop HTTP load in a client / gateway / shadow topology
+// of network namespaces.
+//
+// For each scenario it runs the load without a tee (the baseline), then
+// with shadowtee attached to the gateway, then with each --peer command, and
+// reports the primary's latency and throughput, the share of requests
+// mirrored exactly once, the tee's CPU per request and memory, the mirror
+// lag, the connections opened to the shadow, drops by reason and the
+// start-up time. It needs root.
+//
+//	go run ./bench                      # the default suite, about 4 minutes
+//	go run ./bench --quick --scenarios get --rates 1000
+//	go run ./bench --peer 'gor --input-raw {iface}:{port} --output-http http://{shadow}'
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	if role := os.Getenv(roleEnv); role != "" {
+		err = runRole(ctx, role, os.Args[1:])
+	} else {
+		err = run(ctx, os.Args[1:])
+	}
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "shadowtee-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is the bench's command line.
+type Config struct {
+	Scenarios   []string      `json:"scenarios"`
+	Rates       []float64     `json:"rates"`
+	PostRate    float64       `json:"post_rate"`
+	PostKiB     int           `json:"post_kib"`
+	NewConnRate float64       `json:"newconn_rate"`
+	Conns       int           `json:"conns"`
+	Passes      int           `json:"passes"`
+	Warmup      time.Duration `json:"warmup_ns"`
+	Duration    time.Duration `json:"duration_ns"`
+	Grace       time.Duration `json:"grace_ns"`
+	Settle      time.Duration `json:"settle_ns"`
+	ShadowDelay time.Duration `json:"shadow_delay_ns"`
+	Pipeline    bool          `json:"pipeline"`
+
+	SatStart     float64       `json:"sat_start"`
+	SatMax       float64       `json:"sat_max"`
+	SatFactor    float64       `json:"sat_factor"`
+	SatSteps     int           `json:"sat_steps"`
+	RampWarmup   time.Duration `json:"ramp_warmup_ns"`
+	RampDuration time.Duration `json:"ramp_duration_ns"`
+
+	Binary         string        `json:"binary"`
+	AgentArgs      []string      `json:"agent_args,omitempty"`
+	Peers          []string      `json:"peers,omitempty"`
+	StartupTimeout time.Duration `json:"startup_timeout_ns"`
+	QuietWait      time.Duration `json:"quiet_wait_ns"`
+	BPFStats       bool          `json:"bpf_stats"`
+	Perf           string        `json:"perf_dir,omitempty"`
+	Quick          bool          `json:"quick"`
+
+	Out  string `json:"-"`
+	JSON string `json:"-"`
+	SVG  string `json:"-"`
+}
+
+// shadowWorkers is the agent's number of shadow connections, as the agent
+// arguments set it.
+func (c *Config) shadowWorkers() int {
+	n := 4
+	for i, a := range c.AgentArgs {
+		v, ok := strings.CutPrefix(a, "--shadow-workers=")
+		if !ok && a == "--shadow-workers" && i+1 < len(c.AgentArgs) {
+			v, ok = c.AgentArgs[i+1], true
+		}
+		if ok {
+			if w, err := strconv.Atoi(v); err == nil {
+				n = w
+			}
+		}
+	}
+	return n
+}
+
+// parseFlags reads the command line. --quick shortens every duration the
+// command line does not set itself.
+func parseFlags(args []string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("shadowtee-bench", flag.ContinueOnError)
+	scenarios := fs.String("scenarios", "get,post,newconn,saturation", "scenarios to run: get, post, newconn, saturation")
+	rates := fs.String("rates", "1000,5000,10000", "rates of the get scenario, requests/s")
+	fs.Float64Var(&c.PostRate, "post-rate", 2000, "rate of the post scenario")
+	fs.IntVar(&c.PostKiB, "post-kib", 16, "body size of the post scenario, KiB")
+	fs.Float64Var(&c.NewConnRate, "newconn-rate", 2000, "rate of the newconn scenario")
+	fs.IntVar(&c.Conns, "conns", 16, "keep-alive connections of the load generator")
+	fs.IntVar(&c.Passes, "passes", 1, "run each scenario's baseline and tees this many times, interleaved")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time of each run")
+	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "warm-up of each run, not measured")
+	fs.DurationVar(&c.Grace, "grace", 3*time.Second, "time allowed for the primary's last answers")
+	fs.DurationVar(&c.Settle, "settle", time.Second, "after the load, wait until the shadow has seen nothing new for this long")
+	fs.DurationVar(&c.ShadowDelay, "shadow-delay", 0, "the shadow answers after this delay")
+	fs.BoolVar(&c.Pipeline, "pipeline", false, "pipeline requests on busy connections instead of waiting for the answer")
+	fs.Float64Var(&c.SatStart, "sat-start", 10000, "first rate of the saturation ramp")
+	fs.Float64Var(&c.SatMax, "sat-max", 80000, "highest rate of the saturation ramp")
+	fs.Float64Var(&c.SatFactor, "sat-factor", 1.25, "each ramp step multiplies the rate by this")
+	fs.IntVar(&c.SatSteps, "sat-steps", 10, "at most this many ramp steps")
+	fs.DurationVar(&c.RampWarmup, "ramp-warmup", time.Second, "warm-up of each ramp step")
+	fs.DurationVar(&c.RampDuration, "ramp-duration", 3*time.Second, "measured time of each ramp step")
+	fs.StringVar(&c.Binary, "binary", "bin/shadowtee", "shadowtee binary; built with go build if missing")
+	agentArgs := fs.String("agent-args", "", "extra flags for shadowtee attach, space-separated")
+	fs.Func("peer", "another tee to compare, a shell command run on the gateway (repeatable); placeholders {iface} {port} {primary} {shadow} {shadow_url} {shadow_host} {shadow_port}",
+		func(s string) error { c.Peers = append(c.Peers, s); return nil })
+	fs.DurationVar(&c.StartupTimeout, "startup-timeout", 15*time.Second, "how long a tee may take to mirror its first request")
+	fs.DurationVar(&c.QuietWait, "quiet-wait", 30*time.Second, "before each run, wait up to this long for the host to idle")
+	fs.BoolVar(&c.BPFStats, "bpf-stats", true, "turn on the kernel's BPF run-time statistics to measure the tee's BPF program")
+	fs.StringVar(&c.Perf, "perf", "", "record each tee run's measured window with perf into this `dir`")
+	fs.BoolVar(&c.Quick, "quick", false, "short runs, for a smoke test")
+	fs.StringVar(&c.Out, "out", "", "append the markdown report to this `file`")
+	fs.StringVar(&c.JSON, "json", "", "write the raw results as JSON to this `file`")
+	fs.StringVar(&c.SVG, "svg", "", "write the plot of CPU per request and completeness to this `file`")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for s := range strings.SplitSeq(*scenarios, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case scGet, scPost, scNewConn, scSaturation:
+			c.Scenarios = append(c.Scenarios, s)
+		case "":
+		default:
+			return nil, fmt.Errorf("--scenarios: unknown scenario %q (want get, post, newconn, saturation)", s)
+		}
+	}
+	for s := range strings.SplitSeq(*rates, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(s, 64)
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("--rates: bad rate %q", s)
+		}
+		c.Rates = append(c.Rates, r)
+	}
+	c.AgentArgs = strings.Fields(*agentArgs)
+	if c.Quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := map[string]*time.Duration{"duration": &c.Duration, "warmup": &c.Warmup, "grace": &c.Grace,
+			"settle": &c.Settle, "ramp-warmup": &c.RampWarmup, "ramp-duration": &c.RampDuration}
+		short := map[string]time.Duration{"duration": 2 * time.Second, "warmup": 500 * time.Millisecond,
+			"grace": 2 * time.Second, "settle": 300 * time.Millisecond, "ramp-warmup": 300 * time.Millisecond,
+			"ramp-duration": time.Second}
+		for name, d := range quick {
+			if !set[name] {
+				*d = short[name]
+			}
+		}
+	}
+	switch {
+	case c.Conns <= 0 || c.Passes <= 0:
+		return nil, errors.New("--conns and --passes must be positive")
+	case c.Duration <= 0 || c.Warmup < 0:
+		return nil, errors.New("--duration must be positive and --warmup not negative")
+	case c.PostRate <= 0 || c.NewConnRate <= 0 || c.PostKiB < 0:
+		return nil, errors.New("--post-rate and --newconn-rate must be positive")
+	case c.SatFactor <= 1:
+		return nil, errors.New("--sat-factor must be above 1")
+	}
+	return c, nil
+}
+
+// tools lists the rows of every scenario: the baseline, shadowtee, peers.
+func (c *Config) tools() []tool {
+	ts := []tool{{Name: kindBaseline, Kind: kindBaseline}, {Name: kindShadowtee, Kind: kindShadowtee}}
+	for i, p := range c.Peers {
+		cmd := expandPeer(p)
+		ts = append(ts, tool{Name: peerName(i, cmd), Kind: kindPeer, Command: cmd})
+	}
+	return ts
+}
+
+// ensureBinary builds the shadowtee binary if it is missing.
+func ensureBinary(ctx context.Context, path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(abs); err == nil {
+		return abs, nil
+	}
+	slog.Info("building shadowtee", "binary", abs)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", abs, "github.com/shadowtee/shadowtee")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build %s: %w", abs, err)
+	}
+	return abs, nil
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errNoRoot
+	}
+	if cfg.Binary, err = ensureBinary(ctx, cfg.Binary); err != nil {
+		return err
+	}
+	rep := &Report{Command: strings.Join(append([]string{"shadowtee-bench"}, args...), " "), Started: time.Now(),
+		Machine: describeMachine(), Binary: cfg.Binary, Config: cfg}
+	if out, err := exec.CommandContext(ctx, cfg.Binary, "version").Output(); err == nil {
+		rep.Version = strings.TrimSpace(string(out))
+	}
+	if cfg.BPFStats {
+		// Counting costs each BPF program two clock reads per run, which
+		// the numbers then include.
+		stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			slog.Warn("BPF run-time statistics unavailable", "err", err)
+		} else {
+			defer stats.Close()
+		}
+	}
+	e, err := newEnv(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+
+	writeHeader(os.Stdout, rep)
+	tools := cfg.tools()
+	for _, sc := range cfg.scenarios() {
+		if err := e.runScenario(ctx, sc, tools); err != nil {
+			return err
+		}
+		rep.Scenarios = append(rep.Scenarios, sc)
+		writeScenario(os.Stdout, sc)
+	}
+	rep.Elapsed = time.Since(rep.Started).Seconds()
+	return writeOutputs(cfg, rep)
+}
+
+func writeOutputs(cfg *Config, rep *Report) error {
+	var errs []error
+	if cfg.Out != "" {
+		errs = append(errs, appendFile(cfg.Out, rep))
+	}
+	if cfg.JSON != "" {
+		errs = append(errs, writeJSON(cfg.JSON, rep))
+	}
+	if cfg.SVG != "" {
+		sub := fmt.Sprintf("%s; %d keep-alive connections; %s per run", rep.Machine, cfg.Conns, cfg.Duration)
+		if cfg.Passes > 1 {
+			sub += fmt.Sprintf("; median of %d passes", cfg.Passes)
+		}
+		errs = append(errs, os.WriteFile(cfg.SVG, plotSVG(rep.Scenarios, sub), 0o644))
+	}
+	return errors.Join(errs...)
+}

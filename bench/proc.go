@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is the unit of the CPU times in /proc/PID/stat and /proc/stat.
+// USER_HZ is 100 on every Linux architecture Go supports, and asking
+// sysconf for it would need cgo.
+const clockTick = 10 * time.Millisecond
+
+// procStat is what the bench reads from /proc/PID/stat.
+type procStat struct {
+	PPID int
+	// CPU is user plus system time, including that of children the process
+	// has waited for, so a shell that ran the real work still accounts for it.
+	CPU time.Duration
+}
+
+// parseProcStat reads a /proc/PID/stat line. The command name may hold
+// spaces and parentheses, so the fields are counted from the last ')'.
+func parseProcStat(b []byte) (procStat, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, errors.New("stat: no command name")
+	}
+	// Fields after the name start at field 3 (state).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("stat: %d fields after the name", len(f))
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat: ppid: %w", err)
+	}
+	var ticks uint64
+	// utime, stime, cutime, cstime are fields 14 to 17, here 11 to 14.
+	for _, s := range f[11:15] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return procStat{}, fmt.Errorf("stat: cpu time %q: %w", s, err)
+		}
+		ticks += v
+	}
+	return procStat{PPID: ppid, CPU: time.Duration(ticks) * clockTick}, nil
+}
+
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseProcStat(b)
+}
+
+// memory is what the bench reads from /proc/PID/status, in bytes.
+type memory struct {
+	RSS, HWM int64
+}
+
+// parseProcStatus reads VmRSS and VmHWM from /proc/PID/status.
+func parseProcStatus(b []byte) (memory, error) {
+	var m memory
+	found := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		var dst *int64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			dst = &m.RSS
+		case strings.HasPrefix(line, "VmHWM:"):
+			dst = &m.HWM
+		default:
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			return m, fmt.Errorf("status: unexpected line %q", line)
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("status: %q: %w", line, err)
+		}
+		*dst = v << 10
+		found++
+	}
+	if found != 2 {
+		return m, errors.New("status: no VmRSS or VmHWM (a kernel thread, or a zombie)")
+	}
+	return m, nil
+}
+
+func readProcStatus(pid int) (memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memory{}, err
+	}
+	return parseProcStatus(b)
+}
+
+// processTree returns root and every live descendant of it. A peer command
+// runs under a shell and may fork helpers; all of them are its cost.
+func processTree(root int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return []int{root}
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil {
+			continue // it ended meanwhile
+		}
+		children[st.PPID] = append(children[st.PPID], pid)
+	}
+	tree := []int{root}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	return tree
+}
+
+// treeCPU is the CPU time used so far by a process tree.
+func treeCPU(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		if st, err := readProcStat(pid); err == nil {
+			total += st.CPU
+		}
+	}
+	return total
+}
+
+// treeRSS is the resident memory of a process tree now.
+func treeRSS(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		if m, err := readProcStatus(pid); err == nil {
+			total += m.RSS
+		}
+	}
+	return total
+}
+
+// hostCPU is the machine's CPU time from /proc/stat.
+type hostCPU struct {
+	// Busy is the sum of the tick-sampled busy states. Ticks stop while a
+	// CPU idles, so work done in short bursts between ticks is missed.
+	Busy time.Duration
+	// Idle (idle plus iowait) is measured exactly on tickless kernels.
+	Idle time.Duration
+	// At is when the line was read.
+	At time.Time
+}
+
+// parseHostCPU reads the aggregate "cpu" line of /proc/stat.
+func parseHostCPU(b []byte) (hostCPU, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return hostCPU{}, errors.New("/proc/stat: no cpu line")
+	}
+	h := hostCPU{At: time.Now()}
+	// Fields: user nice system idle iowait irq softirq steal guest guest_nice.
+	// guest and guest_nice are already inside user and nice.
+	for i, s := range f[1:] {
+		if i >= 8 {
+			break
+		}
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return hostCPU{}, fmt.Errorf("/proc/stat: %q: %w", s, err)
+		}
+		d := time.Duration(v) * clockTick
+		if i == 3 || i == 4 {
+			h.Idle += d
+		} else {
+			h.Busy += d
+		}
+	}
+	return h, nil
+}
+
+func readHostCPU() (hostCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return hostCPU{}, err
+	}
+	return parseHostCPU(b)
+}
+
+// busyCores is the average number of busy CPUs between two readings: the
+// CPUs less their idle time, which, unlike the busy ticks, is exact.
+func busyCores(a, b hostCPU, cpus int) float64 {
+	wall := b.At.Sub(a.At)
+	if wall <= 0 {
+		return 0
+	}
+	return max(0, float64(cpus)-float64(b.Idle-a.Idle)/float64(wall))
+}
+
+// Machine describes where the numbers were taken.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	MemoryGiB int    `json:"memory_gib"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					kib, _ := strconv.ParseInt(f[0], 10, 64)
+					m.MemoryGiB = int((kib + 1<<19) >> 20)
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func (m Machine) String() string {
+	return fmt.Sprintf("%d vCPUs (%s), %d GiB, Linux %s, %s", m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.Go)
+}

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shadowtee/shadowtee/internal/sandbox"
+)
+
+// RunResult is one row of a scenario: one tool under one load.
+type RunResult struct {
+	Tool    string     `json:"tool"`
+	Kind    string     `json:"kind"`
+	Pass    int        `json:"pass,omitempty"` // with --passes above 1
+	Command string     `json:"command,omitempty"`
+	Load    LoadResult `json:"load"`
+
+	// DeltaP99 is the primary's p99 minus the baseline's, in ms.
+	DeltaP99 *float64 `json:"delta_p99_ms,omitempty"`
+	// Throughput is the achieved rate over the baseline's.
+	Throughput *float64 `json:"throughput_vs_baseline,omitempty"`
+
+	// Mirror completeness over the requests the generator wrote.
+	Expected    int       `json:"expected,omitempty"`
+	Once        int       `json:"mirrored_once,omitempty"`
+	Missing     int       `json:"missing,omitempty"`
+	Duplicated  int       `json:"duplicated,omitempty"`
+	CompletePct *float64  `json:"complete_pct,omitempty"`
+	Lag         Quantiles `json:"lag"` // shadow arrival minus client send
+	Shadow      struct {
+		Conns      int64 `json:"conns"`
+		Unknown    int64 `json:"unknown_ids"`
+		NoID       int64 `json:"no_id"`
+		BodyErrors int64 `json:"body_errors"`
+	} `json:"shadow"`
+
+	// The tee's cost over the measured window.
+	CPUSeconds  *float64 `json:"cpu_seconds,omitempty"`
+	CPUPerReqUS *float64 `json:"cpu_us_per_request,omitempty"`
+	CPUCorePct  *float64 `json:"cpu_pct_of_core,omitempty"`
+	// BPFPerReqUS is the kernel program's run time per request, which the
+	// process's own CPU time does not include.
+	BPFPerReqUS *float64 `json:"bpf_us_per_request,omitempty"`
+	BPFPerPktNS *float64 `json:"bpf_ns_per_packet,omitempty"`
+	MaxRSSMiB   *float64 `json:"max_rss_mib,omitempty"`
+	StartupS    *float64 `json:"startup_s,omitempty"` // launch to first mirrored probe
+	ReadyS      *float64 `json:"ready_s,omitempty"`   // launch to ready file
+	HostBusy    float64  `json:"host_busy_cores"`     // whole machine, measured window
+	// HostBusyBefore is the machine's load just before the run, when
+	// nothing of the bench was running: other work on the host.
+	HostBusyBefore float64 `json:"host_busy_before_cores"`
+	LoadgenCores   float64 `json:"loadgen_cores"` // the generator's own CPU
+	// PrimaryCores and ShadowCores are the CPU of the bench's own services
+	// over the measured window: on this one machine, the shadow's work
+	// competes with the primary's, which it would not in production.
+	PrimaryCores float64 `json:"primary_cores"`
+	ShadowCores  float64 `json:"shadow_cores"`
+
+	Drops    map[string]float64 `json:"drops,omitempty"`
+	Counters map[string]float64 `json:"counters,omitempty"`
+	Notes    []string           `json:"notes,omitempty"`
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// label names the run in tables: the tool, and its pass if there are
+// several.
+func (r *RunResult) label() string {
+	if r.Pass > 0 {
+		return fmt.Sprintf("%s #%d", r.Tool, r.Pass)
+	}
+	return r.Tool
+}
+
+// runOne runs one tool under one load: start the tee and wait for its
+// first mirror, run the load, wait for the mirrors to arrive, collect.
+func (e *env) runOne(ctx context.Context, sc *Scenario, t tool, warmup, duration time.Duration) (*RunResult, error) {
+	cfg := e.cfg
+	load := loadConfig{Addr: primaryAddr, Mode: sc.Mode, Rate: sc.Rate, Conns: sc.Conns, BodyKiB: sc.BodyKiB,
+		Warmup: warmup, Duration: duration, Grace: cfg.Grace, Pipeline: cfg.Pipeline}
+	res := &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command}
+	res.HostBusyBefore = waitQuiet(ctx, cfg.QuietWait)
+	if res.HostBusyBefore >= quietBelow {
+		res.Notes = append(res.Notes, fmt.Sprintf("other work kept %.2f cores busy just before this run: its numbers are not reliable",
+			res.HostBusyBefore))
+	}
+	if err := e.resetShadow(ctx, load.total()); err != nil {
+		return nil, err
+	}
+
+	var tp tee
+	var rss *rssSampler
+	if t.Kind != kindBaseline {
+		var err error
+		tp, rss, err = e.launch(ctx, t, res)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if tp != nil {
+				tp.stop()
+				rss.stop()
+			}
+		}()
+	}
+
+	var before promSample
+	if tp != nil {
+		before, _ = tp.metrics(ctx)
+	}
+	// Connections are opened before the first slot.
+	load.Start = time.Now().Add(300 * time.Millisecond)
+	var win window
+	var wg sync.WaitGroup
+	wg.Go(func() { win = e.measureWindow(ctx, tp, load, sc, t) })
+	lr, err := e.runLoad(ctx, load)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	res.Load = lr
+	res.HostBusy = win.hostBusy
+	res.PrimaryCores = win.primary.Seconds() / load.Duration.Seconds()
+	res.ShadowCores = win.shadow.Seconds() / load.Duration.Seconds()
+	res.LoadgenCores = lr.CPUSeconds / (load.Warmup + load.Duration).Seconds()
+	if win.note != "" {
+		res.Notes = append(res.Notes, win.note)
+	}
+	if tp == nil {
+		return res, nil
+	}
+
+	if err := e.settle(ctx, int64(lr.Sent), cfg.Settle, 10*cfg.Settle+5*time.Second); err != nil {
+		return nil, err
+	}
+	after, err := tp.metrics(ctx)
+	if err != nil && t.Kind == kindShadowtee {
+		res.Notes = append(res.Notes, err.Error())
+	}
+	if after != nil {
+		res.Drops = drops(before, after)
+		res.Counters = map[string]float64{}
+		for _, k := range []string{`shadowtee_requests_total{result="framed"}`, `shadowtee_requests_total{result="mirrored"}`,
+			`shadowtee_segments_total`, `shadowtee_packets_total{result="copied"}`, `shadowtee_shadow_connections_opened_total`} {
+			res.Counters[k] = after.delta(before, k)
+		}
+	}
+	if win.cpu > 0 && lr.WindowSent > 0 {
+		res.CPUSeconds = ptr(win.cpu.Seconds())
+		res.CPUPerReqUS = ptr(float64(win.cpu.Microseconds()) / float64(lr.WindowSent))
+		res.CPUCorePct = ptr(100 * win.cpu.Seconds() / load.Duration.Seconds())
+	}
+	if win.bpfRuns > 0 && lr.WindowSent > 0 {
+		res.BPFPerReqUS = ptr(float64(win.bpf.Nanoseconds()) / 1e3 / float64(lr.WindowSent))
+		res.BPFPerPktNS = ptr(float64(win.bpf.Nanoseconds()) / float64(win.bpfRuns))
+	}
+	err = tp.stop()
+	tp = nil
+	res.MaxRSSMiB = ptr(float64(rss.stop()) / (1 << 20))
+	if err != nil {
+		res.Notes = append(res.Notes, err.Error())
+	}
+	sr, err := e.shadowResults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.addMirror(lr, sr)
+	return res, nil
+}
+
+// launch starts the tee while probes run, and measures its start-up.
+func (e *env) launch(ctx context.Context, t tool, res *RunResult) (tee, *rssSampler, error) {
+	pr := e.startProbes(ctx, 10*time.Millisecond)
+	defer pr.stop()
+	// Let the probes run before the launch, so one is on the wire within
+	// 10 ms of any moment the tee may start copying.
+	time.Sleep(30 * time.Millisecond)
+	launched := time.Now()
+	var tp tee
+	switch t.Kind {
+	case kindShadowtee:
+		at, err := startShadowtee(e.topo.Gateway, e.cfg.Binary, e.cfg.AgentArgs)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := at.waitReady(ctx, e.cfg.StartupTimeout); err != nil {
+			at.p.Kill()
+			return nil, nil, fmt.Errorf("shadowtee: %w\n%s", err, tail(at.output(), 20))
+		}
+		res.ReadyS = ptr(time.Since(launched).Seconds())
+		tp = at
+	case kindPeer:
+		pt, err := startPeer(e.topo.Gateway, t.Command)
+		if err != nil {
+			return nil, nil, err
+		}
+		tp = pt
+	}
+	rss := sampleRSS(tp.pid(), t.Kind == kindPeer)
+	first, err := e.waitFirstProbe(ctx, e.cfg.StartupTimeout-time.Since(launched))
+	select {
+	case <-tp.exited():
+		rss.stop()
+		return nil, nil, fmt.Errorf("%s exited: %s", t.Name, tail(tp.output(), 20))
+	default:
+	}
+	if err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("start-up: %v within %v", err, e.cfg.StartupTimeout))
+	} else {
+		res.StartupS = ptr(first.Sub(launched).Seconds())
+	}
+	return tp, rss, nil
+}
+
+// window is what the bench measures around the generator's measured window.
+type window struct {
+	cpu      time.Duration // the tee's CPU time
+	bpf      time.Duration // run time of the BPF programs on the gateway
+	bpfRuns  uint64
+	hostBusy float64
+	primary  time.Duration // the primary's CPU time
+	shadow   time.Duration // the shadow's CPU time
+	note     string
+}
+
+func (e *env) measureWindow(ctx context.Context, tp tee, load loadConfig, sc *Scenario, t tool) window {
+	var w window
+	from, to := load.Start.Add(load.Warmup), load.Start.Add(load.Warmup+load.Duration)
+	sleepUntil(from)
+	var pids []int
+	var cpu0 time.Duration
+	var bpf0 time.Duration
+	var runs0 uint64
+	if tp != nil {
+		pids = processTree(tp.pid())
+		cpu0 = treeCPU(pids)
+		bpf0, runs0, _, _ = bpfRuntime(e.topo.Gateway, sandbox.GatewayIface)
+	}
+	h0, _ := readHostCPU()
+	services := []int{e.primary.Process.Pid, e.shadow.Process.Pid}
+	p0, s0 := treeCPU(services[:1]), treeCPU(services[1:])
+	var perf *exec.Cmd
+	if tp != nil && e.cfg.Perf != "" {
+		perf = startPerf(e.cfg.Perf, sc.Name+"-"+t.Name, tp.pid(), load.Duration)
+	}
+	sleepUntil(to)
+	h1, _ := readHostCPU()
+	w.primary, w.shadow = treeCPU(services[:1])-p0, treeCPU(services[1:])-s0
+	w.hostBusy = busyCores(h0, h1, runtime.NumCPU())
+	if tp != nil {
+		// A peer's shell may have forked since the start of the window.
+		w.cpu = treeCPU(processTree(tp.pid())) - cpu0
+		if bpf1, runs1, progs, err := bpfRuntime(e.topo.Gateway, sandbox.GatewayIface); err == nil && progs > 0 {
+			w.bpf, w.bpfRuns = bpf1-bpf0, runs1-runs0
+		}
+	}
+	if perf != nil {
+		if err := perf.Wait(); err != nil {
+			w.note = "perf record: " + err.Error()
+		}
+	}
+	return w
+}
+
+// startPerf records the tee's stacks for d with perf, if perf is there.
+func startPerf(dir, name string, pid int, d time.Duration) *exec.Cmd {
+	name = strings.NewReplacer(" ", "-", "(", "", ")", "", "/", "-").Replace(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil
+	}
+	out := filepath.Join(dir, name+".perf.data")
+	cmd := exec.Command("perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", fmt.Sprint(pid),
+		"-o", out, "--", "sleep", fmt.Sprintf("%.3f", d.Seconds()))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil
+	}
+	return cmd
+}
+
+// addMirror computes completeness and lag from what the shadow saw.
+func (r *RunResult) addMirror(lr LoadResult, sr ShadowResults) {
+	unsent := map[int]bool{}
+	for _, i := range lr.Unsent {
+		unsent[i] = true
+	}
+	var lags []int64
+	for i, n := range sr.Counts {
+		if i >= lr.Scheduled || unsent[i] {
+			continue
+		}
+		r.Expected++
+		switch {
+		case n == 0:
+			r.Missing++
+		case n == 1:
+			r.Once++
+		default:
+			r.Duplicated++
+		}
+		if n > 0 {
+			lags = append(lags, sr.LagNS[i])
+		}
+	}
+	if r.Expected > 0 {
+		r.CompletePct = ptr(100 * float64(r.Once) / float64(r.Expected))
+	}
+	r.Lag = quantiles(lags)
+	r.Shadow.Conns = sr.Conns
+	r.Shadow.Unknown = sr.Unknown
+	r.Shadow.NoID = sr.NoID
+	r.Shadow.BodyErrors = sr.BodyErr
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var errNoRoot = errors.New("the bench needs root: it builds network namespaces and attaches BPF programs")

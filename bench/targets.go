@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Target is one of the goals for shadowtee, checked against its runs of a
+// scenario.
+type Target struct {
+	What  string `json:"what"`
+	Goal  string `json:"goal"`
+	Value string `json:"value"`
+	Met   bool   `json:"met"`
+}
+
+// median returns the median of the values that are present (the mean of
+// the two middle ones for an even count), and how many there were.
+func median(vs []*float64) (float64, int) {
+	var xs []float64
+	for _, v := range vs {
+		if v != nil {
+			xs = append(xs, *v)
+		}
+	}
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2, n
+	}
+	return xs[n/2], n
+}
+
+// runsOf returns the scenario's completed runs of one tool.
+func (sc *Scenario) runsOf(tool string) []*RunResult {
+	var rs []*RunResult
+	for _, r := range sc.Runs {
+		if r.Tool == tool && r.Load.Scheduled > 0 {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// evaluate checks shadowtee's runs of a scenario against the goals that
+// apply to its load. With several passes, each goal is judged on the
+// median of the passes, and the value lists them all.
+func evaluate(sc *Scenario, workers int) []Target {
+	runs := sc.runsOf(kindShadowtee)
+	if len(runs) == 0 {
+		return nil
+	}
+	var ts []Target
+	check := func(what, goal, format string, metric func(*RunResult) *float64, ok func(float64) bool) {
+		vs := make([]*float64, len(runs))
+		for i, r := range runs {
+			vs[i] = metric(r)
+		}
+		m, n := median(vs)
+		if n == 0 {
+			ts = append(ts, Target{What: what, Goal: goal, Value: "not measured"})
+			return
+		}
+		value := fmt.Sprintf(format, m)
+		if len(runs) > 1 {
+			var each []string
+			for _, v := range vs {
+				if v == nil {
+					each = append(each, dash)
+				} else {
+					each = append(each, fmt.Sprintf(format, *v))
+				}
+			}
+			value += " (median of " + strings.Join(each, ", ") + ")"
+		}
+		ts = append(ts, Target{What: what, Goal: goal, Value: value, Met: ok(m)})
+	}
+	atMost := func(l float64) func(float64) bool { return func(v float64) bool { return v <= l } }
+	below := func(l float64) func(float64) bool { return func(v float64) bool { return v < l } }
+	get := sc.Kind == scGet
+	switch {
+	case get && sc.Rate == 1000:
+		check("agent CPU", "≤ 8% of a core", "%.1f%%", func(r *RunResult) *float64 { return r.CPUCorePct }, atMost(8))
+		check("primary p99", "≤ +0.5 ms", "%+.2f ms", func(r *RunResult) *float64 { return r.DeltaP99 }, atMost(0.5))
+	case get && sc.Rate == 5000:
+		check("agent CPU per request", "≤ 25 µs", "%.1f µs", func(r *RunResult) *float64 { return r.CPUPerReqUS }, atMost(25))
+		check("primary p99", "≤ +1 ms", "%+.2f ms", func(r *RunResult) *float64 { return r.DeltaP99 }, atMost(1))
+		check("mirror lag p99", "< 10 ms", "%.2f ms", func(r *RunResult) *float64 { return ptr(r.Lag.P99) }, below(10))
+	case get && sc.Rate == 10000:
+		check("agent CPU per request", "≤ 15 µs", "%.1f µs", func(r *RunResult) *float64 { return r.CPUPerReqUS }, atMost(15))
+		check("max RSS", "< 64 MiB", "%.1f MiB", func(r *RunResult) *float64 { return r.MaxRSSMiB }, below(64))
+	case sc.Kind == scSaturation:
+		check("throughput with the tee", "≥ 95% of without", "%.1f%%", func(r *RunResult) *float64 {
+			if r.Throughput == nil {
+				return nil
+			}
+			return ptr(100 * *r.Throughput)
+		}, func(v float64) bool { return v >= 95 })
+	}
+	if (get && sc.Rate == 10000) || (sc.Kind == scPost && sc.Rate == 2000 && sc.BodyKiB == 16) ||
+		(sc.Kind == scNewConn && sc.Rate == 2000) {
+		check("completeness", "100%", "%.3f%%", func(r *RunResult) *float64 { return r.CompletePct },
+			func(v float64) bool { return v == 100 })
+	}
+	check("start-up", "< 0.5 s", "%.3f s", func(r *RunResult) *float64 { return r.StartupS }, below(0.5))
+	check("connections to the shadow", "≤ "+strconv.Itoa(workers)+" (workers)", "%.0f",
+		func(r *RunResult) *float64 { return ptr(float64(r.Shadow.Conns)) }, atMost(float64(workers)))
+	return ts
+}
