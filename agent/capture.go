@@ -67,13 +67,13 @@ func startCapture(cfg CaptureConfig, sink bpf.Sink, log *slog.Logger) (*liveCapt
 	c := &liveCapture{log: log, poll: cfg.Poll, tee: tee, rd: rd, sel: sel, mode: cfg.AttachMode,
 		ports: cfg.Ports, readDone: make(chan error, 1), stopWatch: make(chan struct{})}
 	go func() { c.readDone <- rd.Run(sink) }()
-	if sel.dynamic() {
-		// Subscribe before listing, so that no interface slips in between.
-		if err := c.watchLinks(c.stopWatch); err != nil {
-			c.stop()
-			c.close()
-			return nil, err
-		}
+	// Follow interfaces as they come and go, named ones too: one that is
+	// deleted is forgotten (and counted), and attached again if it returns.
+	// Subscribe before listing, so that no interface slips in between.
+	if err := c.watchLinks(c.stopWatch); err != nil {
+		c.stop()
+		c.close()
+		return nil, err
 	}
 	if err := c.attachSelected(); err != nil {
 		c.stop()

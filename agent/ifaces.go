@@ -38,9 +38,6 @@ func parseIfaces(patterns []string) (ifaceSelector, error) {
 	return s, nil
 }
 
-// dynamic reports whether interfaces that appear later may be selected.
-func (s ifaceSelector) dynamic() bool { return s.auto || len(s.globs) > 0 }
-
 // selects reports whether the selector picks the interface.
 func (s ifaceSelector) selects(attrs *netlink.LinkAttrs) bool {
 	for _, n := range s.names {
@@ -130,7 +127,8 @@ func (c *liveCapture) forget(index int) {
 }
 
 // watchLinks follows interfaces as they appear and disappear until done is
-// closed: a pod's veth created after the start is attached when it shows up.
+// closed: a pod's veth created after the start is attached when it shows up,
+// and an interface that goes is forgotten.
 func (c *liveCapture) watchLinks(done <-chan struct{}) error {
 	updates := make(chan netlink.LinkUpdate, 256)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{

@@ -125,8 +125,12 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		rcfg.NewStream = func(flow reassembly.Flow, midStream bool, _ time.Time) reassembly.Stream {
 			return httpframe.NewParser(framing, flow.Src, flow.Dst, midStream)
 		}
+		// The limits are the agent's: each shard holds its share.
 		if rcfg.MaxBuffer > 0 {
 			rcfg.MaxBuffer /= cfg.Shards
+		}
+		if rcfg.MaxStreams > 0 {
+			rcfg.MaxStreams = max(1, rcfg.MaxStreams/cfg.Shards)
 		}
 		s := &shard{in: make(chan *batch, depth), asm: reassembly.New(rcfg), tick: cfg.Tick, stats: cfg.Stats}
 		p.shards[i] = s

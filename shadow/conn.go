@@ -189,7 +189,7 @@ func (w *worker) writeBatch() {
 	if c == nil {
 		if time.Now().Before(w.retryAt) {
 			// Fail fast while backing off: waiting would only fill the queue.
-			w.failPending(FailConnect)
+			w.failPending(FailBackoff)
 			return
 		}
 		var reason FailReason

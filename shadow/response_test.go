@@ -93,7 +93,7 @@ func TestFailReasonOfProtocolAndEOF(t *testing.T) {
 }
 
 func TestReasonLabels(t *testing.T) {
-	want := []string{"connect", "tls", "write", "timeout", "aborted", "reset", "protocol", "shutdown"}
+	want := []string{"connect", "tls", "write", "timeout", "aborted", "reset", "protocol", "shutdown", "backoff"}
 	for r := range FailReason(NumFailReasons) {
 		if r.String() != want[r] {
 			t.Errorf("FailReason %d = %q, want %q", r, r, want[r])

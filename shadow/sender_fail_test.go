@@ -44,8 +44,8 @@ func TestSenderRefused(t *testing.T) {
 	if slow > n/100 {
 		t.Errorf("%d of %d Sends took more than 20ms", slow, n)
 	}
-	q, f := st.Queued.Load(), st.Failed[FailConnect].Load()
-	if f == 0 || f != q || q+st.Dropped[DropQueueFull].Load() != n || st.ConnectionsOpened.Load() != 0 {
+	q, f := st.Queued.Load(), st.Failed[FailConnect].Load()+st.Failed[FailBackoff].Load()
+	if st.Failed[FailConnect].Load() == 0 || f != q || q+st.Dropped[DropQueueFull].Load() != n || st.ConnectionsOpened.Load() != 0 {
 		t.Errorf("stats: %v", st.Snapshot())
 	}
 }

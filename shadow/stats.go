@@ -34,7 +34,7 @@ type FailReason uint8
 
 // Reasons for a queued request to fail. No failed request is retried.
 const (
-	FailConnect    FailReason = iota // dialling failed (refused, unreachable, timed out), or the worker is backing off after a connection failed without any response
+	FailConnect    FailReason = iota // dialling failed (refused, unreachable, timed out)
 	FailTLS                          // the TLS handshake failed
 	FailWrite                        // writing the request failed
 	FailTimeout                      // no complete response within Timeout
@@ -42,11 +42,12 @@ const (
 	FailReset                        // reset or EOF before the response was complete
 	FailProtocol                     // the response could not be parsed
 	FailShutdown                     // Close gave up waiting for it
+	FailBackoff                      // not sent: the worker waits before trying the shadow again, after a dial or a connection failed without any response
 	NumFailReasons                   // the number of FailReason values
 )
 
 var failNames = [NumFailReasons]string{
-	"connect", "tls", "write", "timeout", "aborted", "reset", "protocol", "shutdown",
+	"connect", "tls", "write", "timeout", "aborted", "reset", "protocol", "shutdown", "backoff",
 }
 
 // String returns the reason as a snake_case metric label.
