@@ -28,15 +28,15 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	st := &stats{start: time.Now(), mirror: m}
 	// New rules reach the routes first, then the kernel filter, so that
 	// new ports find their rule.
-	var cap *liveCapture
+	var live *liveCapture
 	apply := func(f *config.File) error {
 		if err := m.apply(f); err != nil {
 			return err
 		}
-		if cap == nil {
+		if live == nil {
 			return nil
 		}
-		return cap.setFilter(f.Ports(), f.Destinations())
+		return live.setFilter(f.Ports(), f.Destinations())
 	}
 	if cfg.RulesPath != "" {
 		st.reloads = config.NewReloader(cfg.RulesPath, apply, log)
@@ -57,14 +57,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		Tick:       100 * time.Millisecond,
 		Stats:      &st.capture,
 	})
-	cap, err = startCapture(cfg.Capture, pipe, log)
+	live, err = startCapture(cfg.Capture, pipe, log)
 	if err != nil {
 		pipe.Close()
 		m.close(closedContext())
 		return nil, err
 	}
-	st.kernel = cap.counters
-	st.ifaces = &cap.ifaces
+	st.kernel = live.counters
+	st.ifaces = &live.ifaces
 
 	// Reload the rules on file change and SIGHUP.
 	reloadCtx, stopReload := context.WithCancel(context.Background())
@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 		stopReload()
 		<-reloadDone
-		cap.stop()
+		live.stop()
 		pipe.Close()
 		drain, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 		defer cancel()
@@ -102,13 +102,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			os.Remove(cfg.ReadyFile)
 		}
 		sum := st.summary()
-		cap.close()
+		live.close()
 		return sum
 	}
 
-	ready := Ready{PID: os.Getpid(), Interfaces: cap.interfaces()}
+	ready := Ready{PID: os.Getpid(), Interfaces: live.interfaces()}
 	if cfg.MetricsAddr != "" {
-		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, cap.interfaces, pipe.Streams))
+		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, live.interfaces, pipe.Streams))
 		if err != nil {
 			return stop(), fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
 		}
@@ -139,9 +139,8 @@ wait:
 		case <-ctx.Done():
 			log.Info("stopping", "cause", context.Cause(ctx))
 			break wait
-		case err := <-cap.failed():
-			cap.readDone <- err // stop() waits for it again
-			runErr = fmt.Errorf("capture stopped: %w", err)
+		case <-live.failed():
+			runErr = fmt.Errorf("capture stopped: %w", live.err())
 			break wait
 		case <-statsTick:
 			cur := st.summary()

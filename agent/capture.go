@@ -17,7 +17,6 @@ type CaptureConfig struct {
 	Destinations []netip.Prefix // when set, only traffic towards these
 	AttachMode   bpf.AttachMode
 	RingBytes    int           // kernel ring buffer size
-	WakeupBytes  uint32        // bytes waiting before the kernel wakes the reader
 	Poll         time.Duration // longest wait between looks at the ring
 }
 
@@ -38,7 +37,8 @@ type liveCapture struct {
 	ifaces      IfaceStats
 	stopWatch   chan struct{}
 
-	readDone chan error
+	readDone chan struct{} // closed when the reader goroutine has returned
+	readErr  error         // what it returned, once readDone is closed
 }
 
 // startCapture loads the program, starts reading into sink, then attaches
@@ -50,7 +50,7 @@ func startCapture(cfg CaptureConfig, sink bpf.Sink, log *slog.Logger) (*liveCapt
 	if cfg.Poll <= 0 {
 		cfg.Poll = bpf.DefaultPoll
 	}
-	tee, err := bpf.Load(bpf.Options{Ports: cfg.Ports, Destinations: cfg.Destinations, RingBytes: cfg.RingBytes, WakeupBytes: cfg.WakeupBytes})
+	tee, err := bpf.Load(bpf.Options{Ports: cfg.Ports, Destinations: cfg.Destinations, RingBytes: cfg.RingBytes})
 	if err != nil {
 		return nil, explainPermission(err)
 	}
@@ -65,8 +65,11 @@ func startCapture(cfg CaptureConfig, sink bpf.Sink, log *slog.Logger) (*liveCapt
 		return nil, err
 	}
 	c := &liveCapture{log: log, poll: cfg.Poll, tee: tee, rd: rd, sel: sel, mode: cfg.AttachMode,
-		ports: cfg.Ports, readDone: make(chan error, 1), stopWatch: make(chan struct{})}
-	go func() { c.readDone <- rd.Run(sink) }()
+		ports: cfg.Ports, readDone: make(chan struct{}), stopWatch: make(chan struct{})}
+	go func() {
+		c.readErr = rd.Run(sink)
+		close(c.readDone)
+	}()
 	// Follow interfaces as they come and go, named ones too: one that is
 	// deleted is forgotten (and counted), and attached again if it returns.
 	// Subscribe before listing, so that no interface slips in between.
@@ -94,8 +97,11 @@ func (c *liveCapture) interfaces() []ReadyInterface {
 	return out
 }
 
-// failed delivers the reader's error if it stops on its own.
-func (c *liveCapture) failed() <-chan error { return c.readDone }
+// failed is closed if the reader stops on its own; err then says why.
+func (c *liveCapture) failed() <-chan struct{} { return c.readDone }
+
+// err returns why the reader stopped, once failed is closed.
+func (c *liveCapture) err() error { return c.readErr }
 
 // setFilter makes the kernel copy these ports and destinations from now on.
 func (c *liveCapture) setFilter(ports []uint16, dests []netip.Prefix) error {
@@ -136,10 +142,10 @@ func (c *liveCapture) stop() {
 	}
 	time.Sleep(2 * c.poll) // let the reader hand over its last records
 	c.rd.Close()
-	if err := <-c.readDone; err != nil {
-		c.log.Error("ring buffer reader", "err", err)
+	<-c.readDone
+	if c.readErr != nil {
+		c.log.Error("ring buffer reader", "err", c.readErr)
 	}
-	c.readDone <- nil // for a later failed() reader
 	// The counters stay readable for the summary until the program is
 	// unloaded; read them first.
 }

@@ -66,30 +66,29 @@ func Record(ctx context.Context, cfg RecordConfig) (*RecordSummary, error) {
 	if err := w.open(); err != nil {
 		return nil, err
 	}
-	cap, err := startCapture(cfg.Capture, w, cfg.Logger)
+	live, err := startCapture(cfg.Capture, w, cfg.Logger)
 	if err != nil {
 		w.finish()
 		os.Remove(w.files[0])
 		return nil, err
 	}
 	if cfg.ReadyFile != "" {
-		if err := writeReady(cfg.ReadyFile, Ready{PID: os.Getpid(), Interfaces: cap.interfaces()}); err != nil {
+		if err := writeReady(cfg.ReadyFile, Ready{PID: os.Getpid(), Interfaces: live.interfaces()}); err != nil {
 			cancel(err)
 		}
 	}
 	cfg.Logger.Info("recording", "out", cfg.Out)
 	select {
 	case <-ctx.Done():
-	case err := <-cap.failed():
-		cap.readDone <- err
-		cancel(fmt.Errorf("capture stopped: %w", err))
+	case <-live.failed():
+		cancel(fmt.Errorf("capture stopped: %w", live.err()))
 	}
-	cap.stop()
+	live.stop()
 	sum := &RecordSummary{Duration: time.Since(w.start).Round(time.Millisecond), Segments: w.segments}
-	if k, err := cap.counters(); err == nil {
+	if k, err := live.counters(); err == nil {
 		sum.Packets = packetSummary(k)
 	}
-	cap.close()
+	live.close()
 	if cfg.ReadyFile != "" {
 		os.Remove(cfg.ReadyFile)
 	}

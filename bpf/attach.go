@@ -3,7 +3,6 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -230,11 +229,4 @@ func removeStaleFilters(nl netlink.Link) (int, error) {
 		removed++
 	}
 	return removed, nil
-}
-
-// InterfaceExists reports whether an interface of that name exists in the
-// current network namespace.
-func InterfaceExists(name string) bool {
-	_, err := net.InterfaceByName(name)
-	return err == nil
 }

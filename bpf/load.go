@@ -28,17 +28,10 @@ type Options struct {
 	// RingBytes is the size of the ring buffer: a power of two, at least one
 	// page. Default 8 MiB.
 	RingBytes int
-	// WakeupBytes wakes the reader once this many bytes wait in the ring
-	// (fewer wake-ups, more latency between timer polls). 0 wakes it for
-	// every record. Default 64 KiB.
-	WakeupBytes uint32
 }
 
-// Defaults for Options.
-const (
-	DefaultRingBytes   = 8 << 20
-	DefaultWakeupBytes = 64 << 10
-)
+// DefaultRingBytes is the default size of the ring buffer.
+const DefaultRingBytes = 8 << 20
 
 // Tee is the loaded program with its maps. It is not attached anywhere yet.
 type Tee struct {
@@ -70,9 +63,6 @@ func Load(opts Options) (*Tee, error) {
 		return nil, err
 	}
 	specs.Events.MaxEntries = uint32(opts.RingBytes)
-	if err := specs.WakeupBytes.Set(opts.WakeupBytes); err != nil {
-		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
-	}
 
 	t := &Tee{}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {

@@ -25,10 +25,10 @@
  *      bpf_ringbuf_reserve needs a constant size and one 64 KiB class would
  *      waste most of the ring on small requests.
  *
- * The ring buffer is a single ordered buffer for all CPUs. Waking the reader
- * for every record costs more than the copy itself, so records are submitted
- * without a wake-up until wakeup_bytes are waiting; the reader also polls on
- * a short timer, which bounds the delay at low rates.
+ * The ring buffer is a single ordered buffer for all CPUs. Records are
+ * submitted without waking anyone: the reader looks at the ring on a short
+ * timer. A wake-up is an irq_work in the kernel, and while the reader is
+ * not waiting every wake-up past a threshold would cost one per record.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -50,10 +50,6 @@
 #define TCP_RST 0x04
 
 char __license[] SEC("license") = "Dual BSD/GPL";
-
-/* wakeup_bytes: wake the reader once this many bytes wait in the ring.
- * 0 lets the kernel wake it for every record. Set by the loader. */
-const volatile __u32 wakeup_bytes = 65536;
 
 /* Not read by the program: these keep struct tee_event and enum tee_counter
  * in the BTF, from which bpf2go generates their Go twins (see events.go). */
@@ -145,8 +141,7 @@ static __always_inline void count(struct tee_counters *c, enum tee_counter i, __
 #define DEFINE_EMIT(SZ)                                                              \
 	static __always_inline enum tee_counter emit_##SZ(struct __sk_buff *skb,     \
 							  const struct tee_event *h, \
-							  __u64 off, __u64 len,      \
-							  __u64 wake)                \
+							  __u64 off, __u64 len)      \
 	{                                                                            \
 		struct tee_event *e;                                                 \
 		e = bpf_ringbuf_reserve(&events, sizeof(*e) + SZ, 0);                \
@@ -161,7 +156,7 @@ static __always_inline void count(struct tee_counters *c, enum tee_counter i, __
 			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);                    \
 			return TEE_DROP_LOAD;                                        \
 		}                                                                    \
-		bpf_ringbuf_submit(e, wake);                                         \
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);                             \
 		return TEE_COUNTER_MAX;                                              \
 	}
 
@@ -177,29 +172,29 @@ DEFINE_EMIT(65536)
 
 /* emit_chunk copies 1..TEE_CHUNK bytes in the smallest class that holds them. */
 static __always_inline enum tee_counter emit_chunk(struct __sk_buff *skb, const struct tee_event *h,
-						   __u64 off, __u64 len, __u64 wake)
+						   __u64 off, __u64 len)
 {
 	if (len <= 256)
-		return emit_256(skb, h, off, len, wake);
+		return emit_256(skb, h, off, len);
 	if (len <= 512)
-		return emit_512(skb, h, off, len, wake);
+		return emit_512(skb, h, off, len);
 	if (len <= 1024)
-		return emit_1024(skb, h, off, len, wake);
+		return emit_1024(skb, h, off, len);
 	if (len <= 2048)
-		return emit_2048(skb, h, off, len, wake);
+		return emit_2048(skb, h, off, len);
 	if (len <= 4096)
-		return emit_4096(skb, h, off, len, wake);
+		return emit_4096(skb, h, off, len);
 	if (len <= 8192)
-		return emit_8192(skb, h, off, len, wake);
+		return emit_8192(skb, h, off, len);
 	if (len <= 16384)
-		return emit_16384(skb, h, off, len, wake);
+		return emit_16384(skb, h, off, len);
 	if (len <= 32768)
-		return emit_32768(skb, h, off, len, wake);
-	return emit_65536(skb, h, off, len, wake);
+		return emit_32768(skb, h, off, len);
+	return emit_65536(skb, h, off, len);
 }
 
 /* emit_empty sends a header-only record for SYN, FIN or RST without payload. */
-static __always_inline enum tee_counter emit_empty(const struct tee_event *h, __u64 wake)
+static __always_inline enum tee_counter emit_empty(const struct tee_event *h)
 {
 	struct tee_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -207,18 +202,8 @@ static __always_inline enum tee_counter emit_empty(const struct tee_event *h, __
 		return TEE_DROP_RING_FULL;
 	__builtin_memcpy(e, h, sizeof(*e));
 	e->len = 0;
-	bpf_ringbuf_submit(e, wake);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return TEE_COUNTER_MAX;
-}
-
-/* wake_flags decides, once per packet, whether its records wake the reader. */
-static __always_inline __u64 wake_flags(__u32 len)
-{
-	if (wakeup_bytes == 0)
-		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= wakeup_bytes)
-		return BPF_RB_FORCE_WAKEUP;
-	return BPF_RB_NO_WAKEUP;
 }
 
 /*
@@ -230,12 +215,11 @@ static __always_inline void copy_payload(struct __sk_buff *skb, struct tee_count
 					 struct tee_event *h, __u32 off, __u32 len)
 {
 	__u8 flags = h->tcp_flags;
-	__u64 wake = wake_flags(len);
 	enum tee_counter err;
 	__u32 sent = 0;
 
 	if (len == 0) {
-		err = emit_empty(h, wake);
+		err = emit_empty(h);
 		goto out;
 	}
 	if (len > TEE_MAX_PAYLOAD) {
@@ -247,7 +231,7 @@ static __always_inline void copy_payload(struct __sk_buff *skb, struct tee_count
 	for (int i = 0; i < TEE_MAX_PAYLOAD / TEE_CHUNK - 1; i++) {
 		if (len - sent <= TEE_CHUNK)
 			break;
-		err = emit_65536(skb, h, off + sent, TEE_CHUNK, wake);
+		err = emit_65536(skb, h, off + sent, TEE_CHUNK);
 		if (err != TEE_COUNTER_MAX)
 			goto out;
 		h->seq += TEE_CHUNK;
@@ -255,7 +239,7 @@ static __always_inline void copy_payload(struct __sk_buff *skb, struct tee_count
 		sent += TEE_CHUNK;
 	}
 	h->tcp_flags |= flags & (TCP_FIN | TCP_RST);
-	err = emit_chunk(skb, h, off + sent, len - sent, wake);
+	err = emit_chunk(skb, h, off + sent, len - sent);
 out:
 	if (err != TEE_COUNTER_MAX) {
 		count(c, err, 1);

@@ -67,7 +67,6 @@ const (
 	teeProgTeeL3       = "tee_l3"
 	teeVarCounterCount = "counter_count"
 	teeVarEventLayout  = "event_layout"
-	teeVarWakeupBytes  = "wakeup_bytes"
 )
 
 // loadTee returns the embedded CollectionSpec for tee.
@@ -132,7 +131,6 @@ type teeMapSpecs struct {
 type teeVariableSpecs struct {
 	CounterCount *ebpf.VariableSpec `ebpf:"counter_count"`
 	EventLayout  *ebpf.VariableSpec `ebpf:"event_layout"`
-	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // teeObjects contains all objects after they have been loaded into the kernel.
@@ -176,7 +174,6 @@ func (m *teeMaps) Close() error {
 type teeVariables struct {
 	CounterCount *ebpf.Variable `ebpf:"counter_count"`
 	EventLayout  *ebpf.Variable `ebpf:"event_layout"`
-	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // teePrograms contains all programs after they have been loaded into the kernel.

@@ -31,9 +31,8 @@ func captureFlags() []ucli.Flag {
 // file gives them.
 func captureConfig(c *ucli.Context, needPorts bool) (agent.CaptureConfig, error) {
 	cfg := agent.CaptureConfig{
-		Interfaces:  splitList(c.StringSlice("iface")),
-		Poll:        c.Duration("poll-interval"),
-		WakeupBytes: bpf.DefaultWakeupBytes,
+		Interfaces: splitList(c.StringSlice("iface")),
+		Poll:       c.Duration("poll-interval"),
 	}
 	if len(cfg.Interfaces) == 0 {
 		return cfg, usagef("--iface is required: the interface where requests arrive (see `ip link`)")
