@@ -73,7 +73,7 @@ func attachCommand() *ucli.Command {
 		&ucli.DurationFlag{Name: "drain-timeout", Value: agent.DefaultDrainTimeout, Usage: "on exit, how long to wait for mirrored requests still in flight", EnvVars: env("DRAIN_TIMEOUT"), Category: "Operations"},
 		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed on exit: text or json", EnvVars: env("SUMMARY"), Category: "Operations"},
 	)
-	flags = append(flags, mirrorFlags()...)
+	flags = append(flags, mirrorFlags("64MiB")...)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
 		Name:      "attach",

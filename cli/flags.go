@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +24,10 @@ const (
 )
 
 // mirrorFlags configure what happens to a request once framed; attach and
-// replay share them.
-func mirrorFlags() []ucli.Flag {
+// replay share them. maxBuffered is the default of --max-buffered: a live
+// capture keeps it low against clients that announce large bodies, a file
+// replay high, since a capture holds whatever uploads were in progress.
+func mirrorFlags(maxBuffered string) []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "rules `FILE` (YAML): several rules, each with its match, shadow and rewrite; replaces the shadow and rewrite flags", EnvVars: env("CONFIG"), Category: catShadow},
 		&ucli.StringFlag{Name: "shadow", Usage: "shadow backend `URL`: http://host:port or https://host:port", EnvVars: env("SHADOW"), Category: catShadow},
@@ -42,10 +46,11 @@ func mirrorFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "pod-ip", Usage: "mirror only requests towards these addresses or CIDRs (`CIDR`, repeatable; filtered in the kernel)", EnvVars: env("POD_IP"), Category: catShadow},
 
 		&ucli.StringFlag{Name: "max-body", Value: "8MiB", Usage: "largest request body mirrored; larger requests are skipped and counted", EnvVars: env("MAX_BODY"), Category: catLimits},
-		&ucli.StringFlag{Name: "max-buffered", Value: "64MiB", Usage: "bytes held for requests still arriving, over all connections; beyond, requests are skipped and counted (memory)", EnvVars: env("MAX_BUFFERED"), Category: catLimits},
+		&ucli.StringFlag{Name: "max-buffered", Value: maxBuffered, Usage: "bytes held for requests still arriving, over all connections; beyond, requests are skipped and counted (memory)", EnvVars: env("MAX_BUFFERED"), Category: catLimits},
 		&ucli.IntFlag{Name: "max-streams", Value: 262144, Usage: "TCP connections followed at once; the least recently active is dropped beyond", EnvVars: env("MAX_STREAMS"), Category: catLimits},
 		&ucli.DurationFlag{Name: "gap-timeout", Value: time.Second, Usage: "how long a hole in a TCP stream waits for its retransmission", EnvVars: env("GAP_TIMEOUT"), Category: catLimits},
 		&ucli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "forget a TCP connection idle this long", EnvVars: env("IDLE_TIMEOUT"), Category: catLimits},
+		&ucli.StringFlag{Name: "memory-limit", Value: "128MiB", Usage: "soft limit of the Go heap: the garbage collector works harder near it (0 turns it off; GOMEMLIMIT, when set, wins)", EnvVars: env("MEMORY_LIMIT"), Category: catLimits},
 	}
 }
 
@@ -160,6 +165,22 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
+// setMemoryLimit applies --memory-limit, unless GOMEMLIMIT is set: the
+// environment is how a container states its own limit.
+func setMemoryLimit(c *ucli.Context) error {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return nil
+	}
+	n, err := parseSize(c.String("memory-limit"))
+	if err != nil {
+		return usagef("--memory-limit: %v", err)
+	}
+	if n > 0 {
+		debug.SetMemoryLimit(n)
+	}
+	return nil
+}
+
 // limits reads the flags that bound reassembly and framing.
 func limits(c *ucli.Context) (agent.Limits, error) {
 	l := agent.Limits{
@@ -184,7 +205,7 @@ func limits(c *ucli.Context) (agent.Limits, error) {
 	if l.GapTimeout <= 0 || l.IdleTimeout <= 0 {
 		return l, usagef("--gap-timeout and --idle-timeout must be positive")
 	}
-	return l, nil
+	return l, setMemoryLimit(c)
 }
 
 // checkShadowURL accepts http://host[:port] and https://host[:port].

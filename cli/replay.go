@@ -33,7 +33,7 @@ func replayCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal, lines otherwise), bar, lines or none", EnvVars: env("PROGRESS"), Category: "Output"},
 		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed at the end: text or json", EnvVars: env("SUMMARY"), Category: "Output"},
 	}
-	flags = append(flags, mirrorFlags()...)
+	flags = append(flags, mirrorFlags("512MiB")...)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
 		Name:      "replay",
