@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,13 +12,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shadowtee/shadowtee/config"
-	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/internal/sink"
 	"github.com/shadowtee/shadowtee/pcapfile"
 	"github.com/shadowtee/shadowtee/reassembly"
 )
@@ -261,78 +259,9 @@ func startBenchSink(b *testing.B) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				sinkAnswer(c)
+				sink.Answer(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
-}
-
-const sinkResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-
-// sinkAnswer answers the requests of one connection until it ends.
-func sinkAnswer(c net.Conn) {
-	br := bufio.NewReaderSize(c, 64<<10)
-	bw := bufio.NewWriterSize(c, 16<<10)
-	var chunks httpframe.ChunkedScanner
-	for {
-		length, chunked, err := sinkRequestHead(br)
-		if err != nil {
-			return
-		}
-		if chunked {
-			chunks.Reset()
-			for !chunks.Done() {
-				p, err := br.Peek(max(1, br.Buffered()))
-				if err != nil {
-					return
-				}
-				n, _, err := chunks.Scan(p)
-				if err != nil {
-					return
-				}
-				br.Discard(n)
-			}
-		} else if _, err := br.Discard(int(length)); err != nil {
-			return
-		}
-		bw.WriteString(sinkResponse)
-		if br.Buffered() == 0 && bw.Flush() != nil {
-			return
-		}
-	}
-}
-
-// sinkRequestHead reads one request head and returns its body framing.
-func sinkRequestHead(br *bufio.Reader) (length int64, chunked bool, err error) {
-	first := true
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return 0, false, err
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(line) == 0 && first:
-			continue // a stray line end between requests
-		case len(line) == 0:
-			return length, chunked, nil
-		case first:
-			first = false
-			continue
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
-				return 0, false, io.ErrUnexpectedEOF
-			}
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
-		}
-	}
 }

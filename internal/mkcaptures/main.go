@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/shadowtee/shadowtee/internal/sink"
 )
 
 func main() {
@@ -39,16 +41,16 @@ func run() error {
 	big := flag.String("big", "", "write one large capture of realistic traffic to this `FILE` instead")
 	size := flag.String("size", "1GiB", "approximate size of the -big capture (B, KiB, MiB, GiB)")
 	window := flag.Int("window", 44, "most packets a connection of the -big capture sends in a row (44 is 64 KiB of payload; 1 interleaves connections packet by packet)")
-	sink := flag.String("sink", "", "serve HTTP/1.1 on this `ADDR`, answering every request with an empty 200, until SIGINT or SIGTERM")
+	sinkAddr := flag.String("sink", "", "serve HTTP/1.1 on this `ADDR`, answering every request with an empty 200, until SIGINT or SIGTERM")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
 	}
 	switch {
-	case *sink != "":
+	case *sinkAddr != "":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return serveSink(ctx, *sink, func(addr string) { fmt.Println("sink listening on", addr) })
+		return sink.Serve(ctx, *sinkAddr, func(addr string) { fmt.Println("sink listening on", addr) })
 	case *big != "":
 		n, err := parseSize(*size)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/agent"
 	"github.com/shadowtee/shadowtee/config"
+	"github.com/shadowtee/shadowtee/internal/sink"
 )
 
 const committed = "../../testdata/captures"
@@ -97,7 +98,7 @@ func TestSinkAnswersPipelined(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrCh := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serveSink(ctx, "127.0.0.1:0", func(a string) { addrCh <- a }) }()
+	go func() { done <- sink.Serve(ctx, "127.0.0.1:0", func(a string) { addrCh <- a }) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

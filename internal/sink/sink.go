@@ -1,4 +1,7 @@
-package main
+// Package sink is an HTTP/1.1 server that answers every request with an
+// empty 200, at a fraction of the cost of a real server: the shadow of the
+// replay benchmarks, so that what they measure is the replay.
+package sink
 
 import (
 	"bufio"
@@ -14,16 +17,16 @@ import (
 	"github.com/shadowtee/shadowtee/httpframe"
 )
 
-// sinkAnswer is the whole answer of the sink to any request.
-const sinkAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+// answer is the whole answer of the sink to any request.
+const answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
-// serveSink answers every HTTP/1.1 request on addr with an empty 200 until
+// Serve answers every HTTP/1.1 request on addr with an empty 200 until
 // ctx ends. It frames requests itself (Content-Length and chunked bodies)
 // and answers pipelined requests in order, writing the answers of
 // everything read in one go at once, so that it costs far less than the
 // replay it serves: what is measured is the replay. ready receives the
 // address listened on.
-func serveSink(ctx context.Context, addr string, ready func(string)) error {
+func Serve(ctx context.Context, addr string, ready func(string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -58,7 +61,7 @@ func serveSink(ctx context.Context, addr string, ready func(string)) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sinkConn(c)
+			Answer(c)
 			mu.Lock()
 			delete(open, c)
 			mu.Unlock()
@@ -67,14 +70,14 @@ func serveSink(ctx context.Context, addr string, ready func(string)) error {
 	}
 }
 
-// sinkConn answers the requests of one connection until it ends or sends
+// Answer answers the requests of one connection until it ends or sends
 // something that is not HTTP/1.1.
-func sinkConn(c net.Conn) {
+func Answer(c net.Conn) {
 	br := bufio.NewReaderSize(c, 64<<10)
 	bw := bufio.NewWriterSize(c, 16<<10)
 	var chunk httpframe.ChunkedScanner
 	for {
-		length, chunked, err := sinkHead(br)
+		length, chunked, err := readHead(br)
 		if err != nil {
 			return
 		}
@@ -94,15 +97,15 @@ func sinkConn(c net.Conn) {
 		} else if _, err := br.Discard(int(length)); err != nil {
 			return
 		}
-		bw.WriteString(sinkAnswer)
+		bw.WriteString(answer)
 		if br.Buffered() == 0 && bw.Flush() != nil {
 			return
 		}
 	}
 }
 
-// sinkHead reads a request head and returns how its body is framed.
-func sinkHead(br *bufio.Reader) (length int64, chunked bool, err error) {
+// readHead reads a request head and returns how its body is framed.
+func readHead(br *bufio.Reader) (length int64, chunked bool, err error) {
 	first := true
 	for {
 		line, err := br.ReadSlice('\n')
