@@ -35,20 +35,31 @@ func (c *collector) Segment(seg *reassembly.Segment, ifindex int) {
 
 func (c *collector) Flush() {}
 
-// stream concatenates the payload of the segments of one flow, in the
-// order read (the sender waits for each write to be acknowledged, so no
-// reordering is expected here).
+// stream reassembles the bytes of one flow from the records read: under
+// load TCP retransmits, and a copied segment may come twice.
 func (c *collector) stream(src net.Addr) (data []byte, largest int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.segs {
-		if s.Flow.Src.String() == src.String() {
-			data = append(data, s.Payload...)
+	out := &bytesStream{}
+	asm := reassembly.New(reassembly.Config{
+		NewStream: func(reassembly.Flow, bool, time.Time) reassembly.Stream { return out },
+	})
+	for i := range c.segs {
+		if s := &c.segs[i]; s.Flow.Src.String() == src.String() {
+			asm.Add(s)
 			largest = max(largest, len(s.Payload))
 		}
 	}
-	return data, largest
+	asm.Close()
+	return out.b, largest
 }
+
+// bytesStream keeps what a reassembly stream delivers.
+type bytesStream struct{ b []byte }
+
+func (s *bytesStream) Data(b []byte, _ time.Time) { s.b = append(s.b, b...) }
+func (s *bytesStream) Gap()                       {}
+func (s *bytesStream) End()                       {}
 
 type topology struct {
 	sb             *sandbox.Sandbox
