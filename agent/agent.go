@@ -2,13 +2,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/shadowtee/shadowtee/config"
 )
@@ -108,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 	ready := Ready{PID: os.Getpid(), Interfaces: live.interfaces()}
 	if cfg.MetricsAddr != "" {
-		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, live.interfaces, pipe.Streams))
+		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, live.interfaces, pipe.Streams), cfg.Pprof)
 		if err != nil {
 			return stop(), fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
 		}
@@ -175,15 +172,6 @@ func sum(m map[string]uint64) uint64 {
 		n += v
 	}
 	return n
-}
-
-// explainPermission adds what to do to an error caused by missing
-// privileges.
-func explainPermission(err error) error {
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("%w: run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON", err)
-	}
-	return err
 }
 
 // closedContext is a context that is already done: close without waiting.

@@ -33,6 +33,7 @@ type Config struct {
 	Backlog int64 // bytes queued between capture and workers
 
 	MetricsAddr   string        // "" disables the HTTP endpoint
+	Pprof         bool          // serve /debug/pprof/ next to the metrics
 	ReadyFile     string        // written once attached and running
 	StatsInterval time.Duration // periodic one-line stats log; 0 disables
 	DrainTimeout  time.Duration // how long shutdown waits for in-flight mirrors
@@ -72,6 +73,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Capture.Ports) > bpf.MaxPorts {
 		return fmt.Errorf("%d ports: at most %d can be watched", len(c.Capture.Ports), bpf.MaxPorts)
+	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return errors.New("--pprof needs --metrics-addr: the profiler is served there")
 	}
 	return c.Limits.validate()
 }

@@ -132,7 +132,13 @@ func (c *liveCapture) forget(index int) {
 func (c *liveCapture) watchLinks(done <-chan struct{}) error {
 	updates := make(chan netlink.LinkUpdate, 256)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { c.log.Warn("interface events", "err", err) },
+		ErrorCallback: func(err error) {
+			select {
+			case <-done: // the subscription is being closed: not news
+			default:
+				c.log.Warn("interface events", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("follow interfaces: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -169,7 +170,9 @@ type metricsServer struct {
 	ready atomic.Bool
 }
 
-func startMetrics(addr string, c prometheus.Collector) (*metricsServer, error) {
+// startMetrics serves the endpoints on addr; pprof adds /debug/pprof/, the
+// Go profiler, which an operator turns on to see where the agent spends.
+func startMetrics(addr string, c prometheus.Collector, pprof bool) (*metricsServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)
@@ -189,6 +192,13 @@ func startMetrics(addr string, c prometheus.Collector) (*metricsServer, error) {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -49,10 +49,9 @@ func Load(opts Options) (*Tee, error) {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", opts.RingBytes, page)
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
-	// ignore it, and then this is a no-op.
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raise memlock limit: %w", err)
-	}
+	// ignore it, and then this is a no-op. When it fails, loading fails
+	// too, with the permission error that says what is missing.
+	_ = rlimit.RemoveMemlock()
 
 	spec, err := loadTee()
 	if err != nil {

@@ -69,6 +69,7 @@ func attachCommand() *ucli.Command {
 	flags := append(captureFlags(),
 		&ucli.StringFlag{Name: "metrics-addr", Usage: "serve /metrics, /healthz and /readyz on this `ADDR` (e.g. :9090)", EnvVars: env("METRICS_ADDR"), Category: "Operations"},
 		&ucli.StringFlag{Name: "ready-file", Usage: "write this `FILE` once attached and running (removed on exit)", EnvVars: env("READY_FILE"), Category: "Operations"},
+		&ucli.BoolFlag{Name: "pprof", Usage: "also serve the Go profiler on --metrics-addr, under /debug/pprof/", EnvVars: env("PPROF"), Category: "Operations"},
 		&ucli.DurationFlag{Name: "stats-interval", Value: agent.DefaultStatsInterval, Usage: "log a one-line summary this often (0: never)", EnvVars: env("STATS_INTERVAL"), Category: "Operations"},
 		&ucli.DurationFlag{Name: "drain-timeout", Value: agent.DefaultDrainTimeout, Usage: "on exit, how long to wait for mirrored requests still in flight", EnvVars: env("DRAIN_TIMEOUT"), Category: "Operations"},
 		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed on exit: text or json", EnvVars: env("SUMMARY"), Category: "Operations"},
@@ -136,6 +137,7 @@ func runAttach(c *ucli.Context) error {
 func attachConfig(c *ucli.Context) (agent.Config, error) {
 	cfg := agent.Config{
 		MetricsAddr:   c.String("metrics-addr"),
+		Pprof:         c.Bool("pprof"),
 		ReadyFile:     c.String("ready-file"),
 		StatsInterval: c.Duration("stats-interval"),
 		DrainTimeout:  c.Duration("drain-timeout"),
