@@ -44,6 +44,9 @@ type env struct {
 	ctl     *http.Client
 	primary *exec.Cmd
 	shadow  *exec.Cmd
+	// pin is where the processes go while a pinned scenario runs; nil
+	// otherwise.
+	pin *cpuPlan
 }
 
 // newEnv builds the topology and starts the primary and the shadow.
@@ -63,10 +66,12 @@ func newEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 		}
 	}()
 	e.ctl = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: topo.Shadow.DialContext}}
-	if e.primary, err = e.startRole(topo.Gateway, "primary", "--listen", ":"+strconv.Itoa(primaryPort)); err != nil {
+	if e.primary, err = e.startRole(topo.Gateway, "primary", "--listen", ":"+strconv.Itoa(primaryPort),
+		"--work", cfg.PrimaryWork.String()); err != nil {
 		return nil, err
 	}
-	if e.shadow, err = e.startRole(topo.Shadow, "shadow", "--listen", shadowAddr, "--control", controlAddr); err != nil {
+	if e.shadow, err = e.startRole(topo.Shadow, "shadow", "--listen", shadowAddr, "--control", controlAddr,
+		"--server", cfg.ShadowServer); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -113,27 +118,62 @@ func (e *env) runLoad(ctx context.Context, cfg loadConfig) (LoadResult, error) {
 		"--body-kib", strconv.Itoa(cfg.BodyKiB), "--start", strconv.FormatInt(cfg.Start.UnixNano(), 10),
 		"--warmup", cfg.Warmup.String(), "--duration", cfg.Duration.String(), "--grace", cfg.Grace.String(),
 		"--pipeline=" + strconv.FormatBool(cfg.Pipeline)}
+	err := e.runGenerator(ctx, "load", args, &res)
+	return res, err
+}
+
+// runGenerator runs a generator role in the client namespace, pinned with
+// the other processes when the scenario pins, and decodes the JSON it
+// prints into res.
+func (e *env) runGenerator(ctx context.Context, role string, args []string, res any) error {
 	cmd := exec.CommandContext(ctx, e.self, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"=load")
+	cmd.Env = append(os.Environ(), roleEnv+"="+role)
+	if e.pin != nil {
+		// On one CPU the runtime would shrink GOMAXPROCS to 1, and a
+		// writer asleep in clock_nanosleep would then hold the only P
+		// until sysmon takes it back, stalling the readers for up to
+		// 10 ms: the generator would fall behind with its CPU idle.
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", len(e.pin.all)))
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.topo.Client.Start(cmd); err != nil {
-		return res, fmt.Errorf("start the load generator: %w", err)
+		return fmt.Errorf("start the load generator: %w", err)
+	}
+	if e.pin != nil {
+		// The generator waits for its first slot, 300 ms away: it is
+		// pinned before it sends anything.
+		if err := pinProcess(cmd.Process.Pid, e.pin.Others); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return err
+		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return res, fmt.Errorf("load generator: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("load generator: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		return res, fmt.Errorf("load generator output: %w", err)
+	if err := json.Unmarshal(stdout.Bytes(), res); err != nil {
+		return fmt.Errorf("load generator output: %w", err)
 	}
-	return res, nil
+	return nil
 }
 
-// resetShadow makes the shadow forget what it saw and expect ids below n.
-func (e *env) resetShadow(ctx context.Context, n int) error {
-	v := url.Values{"n": {strconv.Itoa(n)}, "delay": {e.cfg.ShadowDelay.String()}}
+// resetShadow makes the shadow forget what it saw, expect ids below n and
+// answer each request after delay.
+func (e *env) resetShadow(ctx context.Context, n int, delay time.Duration) error {
+	v := url.Values{"n": {strconv.Itoa(n)}, "delay": {delay.String()}}
 	return e.control(ctx, http.MethodPost, "/reset?"+v.Encode(), nil)
+}
+
+// shadowListen opens (up) or closes (down) the shadow's port for mirrored
+// requests; closing also closes the connections it has.
+func (e *env) shadowListen(ctx context.Context, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return e.control(ctx, http.MethodPost, "/listen?state="+state, nil)
 }
 
 func (e *env) shadowSummary(ctx context.Context) (ShadowSummary, error) {

@@ -22,6 +22,7 @@ const (
 	modeGet     = "get"     // small GETs over keep-alive connections
 	modePost    = "post"    // POSTs with a body over keep-alive connections
 	modeNewConn = "newconn" // a GET on a new connection per request
+	modeIdle    = "idle"    // connections opened, one GET each, then kept open and silent
 )
 
 // lateAfter is how far behind its slot a send may be before it counts as

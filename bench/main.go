@@ -11,6 +11,8 @@
 //
 //	go run ./bench                      # the default suite, about 4 minutes
 //	go run ./bench --quick --scenarios get --rates 1000
+//	go run ./bench --scenarios idle,soak  # memory: 10,000 idle connections, shadow faults
+//	go run ./bench --scenarios saturation --pin
 //	go run ./bench --peer 'gor --input-raw {iface}:{port} --output-http http://{shadow}'
 package main
 
@@ -24,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +69,10 @@ type Config struct {
 	Settle      time.Duration `json:"settle_ns"`
 	ShadowDelay time.Duration `json:"shadow_delay_ns"`
 	Pipeline    bool          `json:"pipeline"`
+	// PrimaryWork is CPU time the primary spends on each request.
+	PrimaryWork time.Duration `json:"primary_work_ns"`
+	// ShadowServer is how the shadow answers: serverHTTP or serverSink.
+	ShadowServer string `json:"shadow_server"`
 
 	SatStart     float64       `json:"sat_start"`
 	SatMax       float64       `json:"sat_max"`
@@ -73,6 +80,18 @@ type Config struct {
 	SatSteps     int           `json:"sat_steps"`
 	RampWarmup   time.Duration `json:"ramp_warmup_ns"`
 	RampDuration time.Duration `json:"ramp_duration_ns"`
+	// Pin runs the saturation scenario with the primary alone on one CPU
+	// and the generator, the shadow and the tee on another.
+	Pin bool `json:"pin"`
+
+	IdleConns int           `json:"idle_conns"`
+	IdleRate  float64       `json:"idle_rate"`
+	IdleTime  time.Duration `json:"idle_time_ns"`
+
+	SoakDuration time.Duration `json:"soak_duration_ns"`
+	SoakRate     float64       `json:"soak_rate"`
+	SoakFaults   []string      `json:"soak_faults"`
+	SoakDelay    time.Duration `json:"soak_delay_ns"`
 
 	Binary         string        `json:"binary"`
 	AgentArgs      []string      `json:"agent_args,omitempty"`
@@ -111,7 +130,7 @@ func (c *Config) shadowWorkers() int {
 func parseFlags(args []string) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("shadowtee-bench", flag.ContinueOnError)
-	scenarios := fs.String("scenarios", "get,post,newconn,saturation", "scenarios to run: get, post, newconn, saturation")
+	scenarios := fs.String("scenarios", "get,post,newconn,saturation", "scenarios to run: get, post, newconn, saturation, and the longer idle and soak")
 	rates := fs.String("rates", "1000,5000,10000", "rates of the get scenario, requests/s")
 	fs.Float64Var(&c.PostRate, "post-rate", 2000, "rate of the post scenario")
 	fs.IntVar(&c.PostKiB, "post-kib", 16, "body size of the post scenario, KiB")
@@ -123,6 +142,8 @@ func parseFlags(args []string) (*Config, error) {
 	fs.DurationVar(&c.Grace, "grace", 3*time.Second, "time allowed for the primary's last answers")
 	fs.DurationVar(&c.Settle, "settle", time.Second, "after the load, wait until the shadow has seen nothing new for this long")
 	fs.DurationVar(&c.ShadowDelay, "shadow-delay", 0, "the shadow answers after this delay")
+	fs.DurationVar(&c.PrimaryWork, "primary-work", 0, "CPU time the primary spends on each request before answering (0: answer at once)")
+	fs.StringVar(&c.ShadowServer, "shadow-server", "", "how the shadow answers: http (net/http), or sink (a framer of its own, several times cheaper); default http, sink with --pin")
 	fs.BoolVar(&c.Pipeline, "pipeline", false, "pipeline requests on busy connections instead of waiting for the answer")
 	fs.Float64Var(&c.SatStart, "sat-start", 10000, "first rate of the saturation ramp")
 	fs.Float64Var(&c.SatMax, "sat-max", 80000, "highest rate of the saturation ramp")
@@ -130,6 +151,14 @@ func parseFlags(args []string) (*Config, error) {
 	fs.IntVar(&c.SatSteps, "sat-steps", 10, "at most this many ramp steps")
 	fs.DurationVar(&c.RampWarmup, "ramp-warmup", time.Second, "warm-up of each ramp step")
 	fs.DurationVar(&c.RampDuration, "ramp-duration", 3*time.Second, "measured time of each ramp step")
+	fs.BoolVar(&c.Pin, "pin", false, "saturation scenario: run the primary alone on the first CPU, the generator, the shadow and the tee on the second")
+	fs.IntVar(&c.IdleConns, "idle-conns", 10000, "idle scenario: keep-alive connections opened, one request each, then kept open")
+	fs.Float64Var(&c.IdleRate, "idle-rate", 2000, "idle scenario: connections opened per second")
+	fs.DurationVar(&c.IdleTime, "idle-time", 20*time.Second, "idle scenario: how long the connections stay open and silent")
+	fs.DurationVar(&c.SoakDuration, "soak-duration", 60*time.Second, "soak scenario: length of each run under a shadow fault")
+	fs.Float64Var(&c.SoakRate, "soak-rate", 2000, "soak scenario: keep-alive GETs per second")
+	soakFaults := fs.String("soak-faults", strings.Join(allFaults, ","), "soak scenario: shadow faults, each a run: down (nothing listens), blackhole (packets dropped), slow (answers after --soak-delay)")
+	fs.DurationVar(&c.SoakDelay, "soak-delay", 5*time.Second, "soak scenario: how long the slow shadow takes to answer")
 	fs.StringVar(&c.Binary, "binary", "bin/shadowtee", "shadowtee binary; built with go build if missing")
 	agentArgs := fs.String("agent-args", "", "extra flags for shadowtee attach, space-separated")
 	fs.Func("peer", "another tee to compare, a shell command run on the gateway (repeatable); placeholders {iface} {port} {primary} {shadow} {shadow_url} {shadow_host} {shadow_port}",
@@ -151,12 +180,33 @@ func parseFlags(args []string) (*Config, error) {
 	for s := range strings.SplitSeq(*scenarios, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case scGet, scPost, scNewConn, scSaturation:
+		case scGet, scPost, scNewConn, scSaturation, scIdle, scSoak:
 			c.Scenarios = append(c.Scenarios, s)
 		case "":
 		default:
-			return nil, fmt.Errorf("--scenarios: unknown scenario %q (want get, post, newconn, saturation)", s)
+			return nil, fmt.Errorf("--scenarios: unknown scenario %q (want get, post, newconn, saturation, idle, soak)", s)
 		}
+	}
+	for s := range strings.SplitSeq(*soakFaults, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case faultDown, faultBlackhole, faultSlow:
+			c.SoakFaults = append(c.SoakFaults, s)
+		case "":
+		default:
+			return nil, fmt.Errorf("--soak-faults: unknown fault %q (want down, blackhole, slow)", s)
+		}
+	}
+	switch c.ShadowServer {
+	case "":
+		// Pinned, the shadow shares a CPU with the generator and the tee:
+		// net/http's cost there would starve the generator.
+		c.ShadowServer = serverHTTP
+		if c.Pin {
+			c.ShadowServer = serverSink
+		}
+	case serverHTTP, serverSink:
+	default:
+		return nil, fmt.Errorf("--shadow-server %q: want http or sink", c.ShadowServer)
 	}
 	for s := range strings.SplitSeq(*rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -173,10 +223,11 @@ func parseFlags(args []string) (*Config, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]*time.Duration{"duration": &c.Duration, "warmup": &c.Warmup, "grace": &c.Grace,
-			"settle": &c.Settle, "ramp-warmup": &c.RampWarmup, "ramp-duration": &c.RampDuration}
+			"settle": &c.Settle, "ramp-warmup": &c.RampWarmup, "ramp-duration": &c.RampDuration,
+			"idle-time": &c.IdleTime, "soak-duration": &c.SoakDuration}
 		short := map[string]time.Duration{"duration": 2 * time.Second, "warmup": 500 * time.Millisecond,
 			"grace": 2 * time.Second, "settle": 300 * time.Millisecond, "ramp-warmup": 300 * time.Millisecond,
-			"ramp-duration": time.Second}
+			"ramp-duration": time.Second, "idle-time": 3 * time.Second, "soak-duration": 6 * time.Second}
 		for name, d := range quick {
 			if !set[name] {
 				*d = short[name]
@@ -188,10 +239,18 @@ func parseFlags(args []string) (*Config, error) {
 		return nil, errors.New("--conns and --passes must be positive")
 	case c.Duration <= 0 || c.Warmup < 0:
 		return nil, errors.New("--duration must be positive and --warmup not negative")
+	case c.PrimaryWork < 0 || c.PrimaryWork > time.Second:
+		return nil, errors.New("--primary-work must be 0 to 1s")
 	case c.PostRate <= 0 || c.NewConnRate <= 0 || c.PostKiB < 0:
 		return nil, errors.New("--post-rate and --newconn-rate must be positive")
 	case c.SatFactor <= 1:
 		return nil, errors.New("--sat-factor must be above 1")
+	case c.IdleConns <= 0 || c.IdleConns > idleMaxConns || c.IdleRate <= 0 || c.IdleTime <= 0:
+		return nil, fmt.Errorf("--idle-conns must be 1 to %d, --idle-rate and --idle-time positive", idleMaxConns)
+	case c.SoakDuration < 2*time.Second || c.SoakRate <= 0 || c.SoakDelay < 0:
+		return nil, errors.New("--soak-duration must be at least 2s, --soak-rate positive")
+	case slices.Contains(c.Scenarios, scSoak) && len(c.SoakFaults) == 0:
+		return nil, errors.New("--soak-faults: no fault to run")
 	}
 	return c, nil
 }

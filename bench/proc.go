@@ -161,34 +161,65 @@ type hostCPU struct {
 	Idle time.Duration
 	// At is when the line was read.
 	At time.Time
+	// PerCPU holds the same for each CPU, indexed by its number.
+	PerCPU []hostCPU
 }
 
-// parseHostCPU reads the aggregate "cpu" line of /proc/stat.
+// parseHostCPU reads the aggregate "cpu" line of /proc/stat and the
+// "cpuN" lines after it.
 func parseHostCPU(b []byte) (hostCPU, error) {
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 5 || f[0] != "cpu" {
+	now := time.Now()
+	var h hostCPU
+	found := false
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") {
+			continue
+		}
+		c := hostCPU{At: now}
+		// Fields: user nice system idle iowait irq softirq steal guest guest_nice.
+		// guest and guest_nice are already inside user and nice.
+		for i, s := range f[1:] {
+			if i >= 8 {
+				break
+			}
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return hostCPU{}, fmt.Errorf("/proc/stat: %q: %w", s, err)
+			}
+			d := time.Duration(v) * clockTick
+			if i == 3 || i == 4 {
+				c.Idle += d
+			} else {
+				c.Busy += d
+			}
+		}
+		if f[0] == "cpu" {
+			h.Busy, h.Idle, h.At, found = c.Busy, c.Idle, c.At, true
+			continue
+		}
+		n, err := strconv.Atoi(f[0][3:])
+		if err != nil || n < 0 || n > 4096 {
+			continue
+		}
+		for len(h.PerCPU) <= n {
+			h.PerCPU = append(h.PerCPU, hostCPU{At: now})
+		}
+		h.PerCPU[n] = c
+	}
+	if !found {
 		return hostCPU{}, errors.New("/proc/stat: no cpu line")
 	}
-	h := hostCPU{At: time.Now()}
-	// Fields: user nice system idle iowait irq softirq steal guest guest_nice.
-	// guest and guest_nice are already inside user and nice.
-	for i, s := range f[1:] {
-		if i >= 8 {
-			break
-		}
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return hostCPU{}, fmt.Errorf("/proc/stat: %q: %w", s, err)
-		}
-		d := time.Duration(v) * clockTick
-		if i == 3 || i == 4 {
-			h.Idle += d
-		} else {
-			h.Busy += d
-		}
-	}
 	return h, nil
+}
+
+// busyPerCPU is the busy share (0 to 1) of each CPU between two readings.
+func busyPerCPU(a, b hostCPU) []float64 {
+	out := make([]float64, min(len(a.PerCPU), len(b.PerCPU)))
+	for i := range out {
+		out[i] = busyCores(a.PerCPU[i], b.PerCPU[i], 1)
+	}
+	return out
 }
 
 func readHostCPU() (hostCPU, error) {

@@ -28,7 +28,16 @@ func writeHeader(w io.Writer, r *Report) {
 	if r.Version != "" {
 		fmt.Fprintf(w, " (%s)", r.Version)
 	}
-	fmt.Fprintf(w, ". Started %s.\n\n", r.Started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, ". Started %s.", r.Started.UTC().Format(time.RFC3339))
+	if c := r.Config; c != nil {
+		if c.ShadowServer == serverSink {
+			fmt.Fprint(w, " The shadow answers with the bench's own sink, not net/http.")
+		}
+		if c.PrimaryWork > 0 {
+			fmt.Fprintf(w, " The primary spends %s of CPU on each request.", c.PrimaryWork)
+		}
+	}
+	fmt.Fprint(w, "\n\n")
 }
 
 // dash stands for a value a run does not have.
@@ -45,8 +54,21 @@ func fmtPtr(v *float64, format string) string {
 // side, notes and targets.
 func writeScenario(w io.Writer, sc *Scenario) {
 	fmt.Fprintf(w, "### %s\n\n", sc.Title)
+	switch sc.Kind {
+	case scIdle:
+		writeIdle(w, sc)
+		writeNotesAndTargets(w, sc)
+		return
+	case scSoak:
+		writeSoak(w, sc)
+		writeNotesAndTargets(w, sc)
+		return
+	}
+	if p := sc.Pinned; p != nil {
+		fmt.Fprintf(w, "Pinned: the primary alone on CPU %d; the load generator, the shadow and the tee on CPU %d.\n\n", p.Primary, p.Others)
+	}
 	if len(sc.Ramp) > 0 {
-		writeRamp(w, sc.Ramp)
+		writeRamp(w, sc.Ramp, sc.Pinned)
 	}
 	fmt.Fprintf(w, "%s warm-up, then %s measured.\n\n", sc.Warmup, sc.Duration)
 	fmt.Fprintln(w, "| run | req/s | p50 ms | p99 ms | Δp99 ms | mirrored once | missing | dup | CPU µs/req | CPU % core | BPF µs/req | max RSS MiB | shadow conns | lag p50 ms | lag p99 ms | start-up s | drops |")
@@ -81,6 +103,11 @@ func writeScenario(w io.Writer, sc *Scenario) {
 	}
 	fmt.Fprintln(w)
 	writeLoadSide(w, sc)
+	writeNotesAndTargets(w, sc)
+}
+
+// writeNotesAndTargets lists the runs' notes and the scenario's targets.
+func writeNotesAndTargets(w io.Writer, sc *Scenario) {
 	notes := false
 	for _, r := range sc.Runs {
 		for _, n := range r.Notes {
@@ -116,8 +143,15 @@ func lagText(q Quantiles, v float64) string {
 func writeLoadSide(w io.Writer, sc *Scenario) {
 	fmt.Fprintln(w, "<details><summary>load side</summary>")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| run | sent | answered | errors | late sends | send delay p99 ms | p99 from slot ms | generator cores | primary cores | shadow cores | host busy cores | before the run |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	pinned := sc.Pinned != nil
+	head := "| run | sent | answered | errors | late sends | send delay p99 ms | p99 from slot ms | generator cores | primary cores | primary µs/req | shadow cores | host busy cores | before the run |"
+	rule := "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	if pinned {
+		head += fmt.Sprintf(" CPU %d busy | CPU %d busy |", sc.Pinned.Primary, sc.Pinned.Others)
+		rule += " ---: | ---: |"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
 	for _, r := range sc.Runs {
 		l := r.Load
 		if l.Scheduled == 0 {
@@ -131,28 +165,59 @@ func writeLoadSide(w io.Writer, sc *Scenario) {
 			}
 			errs = formatDrops(m)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %d | %.3f | %.3f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.label(), l.Sent, l.Completed, errs,
-			l.Late, l.SendDelay.P99, l.FromSlot.P99, r.LoadgenCores, r.PrimaryCores, r.ShadowCores, r.HostBusy, r.HostBusyBefore)
+		primaryUS := dash
+		if l.Achieved > 0 {
+			// The primary's CPU per answer: what the tee may add to the
+			// primary's own work, whatever the rate it could reach.
+			primaryUS = fmt.Sprintf("%.1f", r.PrimaryCores*1e6/l.Achieved)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %d | %.3f | %.3f | %.2f | %.2f | %s | %.2f | %.2f | %.2f |", r.label(), l.Sent, l.Completed, errs,
+			l.Late, l.SendDelay.P99, l.FromSlot.P99, r.LoadgenCores, r.PrimaryCores, primaryUS, r.ShadowCores, r.HostBusy, r.HostBusyBefore)
+		if pinned {
+			writeBusy(w, r.CPUBusy, sc.Pinned)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "</details>")
 	fmt.Fprintln(w)
 }
 
-func writeRamp(w io.Writer, steps []RampStep) {
+func writeRamp(w io.Writer, steps []RampStep, pinned *cpuPlan) {
 	fmt.Fprintln(w, "Saturation ramp, baseline only:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| offered req/s | achieved req/s | p99 ms | p99 from slot ms | late sends | errors | kept up |")
-	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	head := "| offered req/s | achieved req/s | p99 ms | p99 from slot ms | late sends | errors | kept up |"
+	rule := "| ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	if pinned != nil {
+		head += fmt.Sprintf(" CPU %d busy | CPU %d busy |", pinned.Primary, pinned.Others)
+		rule += " ---: | ---: |"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
 	for _, s := range steps {
 		verdict := "yes"
 		if !s.Pass {
 			verdict = "no: " + s.Why
 		}
-		fmt.Fprintf(w, "| %s | %s | %.3f | %.3f | %d | %d | %s |\n", thousands(s.Offered), thousands(s.Achieved), s.P99, s.SlotP99,
+		fmt.Fprintf(w, "| %s | %s | %.3f | %.3f | %d | %d | %s |", thousands(s.Offered), thousands(s.Achieved), s.P99, s.SlotP99,
 			s.Late, s.Errors, verdict)
+		if pinned != nil {
+			writeBusy(w, s.CPUBusy, pinned)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
+}
+
+// writeBusy adds the busy share of the pinned CPUs to a table row.
+func writeBusy(w io.Writer, busy []float64, p *cpuPlan) {
+	for _, c := range []int{p.Primary, p.Others} {
+		if c < len(busy) {
+			fmt.Fprintf(w, " %.0f%% |", 100*busy[c])
+		} else {
+			fmt.Fprintf(w, " %s |", dash)
+		}
+	}
 }
 
 // writeMarkdown renders the whole report.

@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // roleEnv names the role a re-executed bench binary plays. The primary, the
@@ -30,6 +33,8 @@ func runRole(ctx context.Context, role string, args []string) error {
 		return runShadow(ctx, args)
 	case "load":
 		return runLoad(ctx, args)
+	case "idle":
+		return runIdleLoad(ctx, args)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -52,9 +57,15 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 func runPrimary(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("primary", flag.ContinueOnError)
 	listen := fs.String("listen", ":8080", "listen `address`")
+	idle := fs.Duration("idle-timeout", 10*time.Minute, "how long a keep-alive connection may wait for its next request")
+	work := fs.Duration("work", 0, "CPU time spent on each request before answering, as a service would")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// The idle scenario keeps thousands of connections open at once: take
+	// all the file descriptors the hard limit allows, or more if allowed.
+	// Too few shows as the generator's connections failing.
+	raiseNoFile(idleMaxConns + 1024)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -62,13 +73,40 @@ func runPrimary(ctx context.Context, args []string) error {
 	body := []byte("ok\n")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		if *work > 0 {
+			spin(*work)
+		}
 		w.Header()["Content-Type"] = []string{"text/plain"}
 		w.Header()["Content-Length"] = []string{"3"}
 		w.Write(body)
 	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// IdleTimeout, not ReadHeaderTimeout, bounds the wait between requests:
+	// it must outlast the idle scenario's idle period.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idle}
 	fmt.Println("ready")
 	return serveUntil(ctx, srv, ln)
+}
+
+// spin keeps the CPU busy for d of this thread's CPU time, so that time
+// taken by other processes on the same CPU does not count.
+func spin(d time.Duration) {
+	start := threadCPU()
+	for threadCPU()-start < d {
+		for range 100 {
+			spinSink++
+		}
+	}
+}
+
+var spinSink uint64
+
+// threadCPU is the CPU time of the calling thread.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }
 
 // tally is what the shadow saw since its last reset.
@@ -105,7 +143,15 @@ type ShadowResults struct {
 }
 
 type shadowServer struct {
-	cur atomic.Pointer[tally]
+	cur  atomic.Pointer[tally]
+	addr string // where mirrored requests arrive
+
+	server string // serverHTTP or serverSink
+	bound  string // the address listened on, once up
+
+	srvMu sync.Mutex
+	srv   *http.Server // the net/http server; nil while down
+	sink  *sinkServer  // the sink; nil while down
 }
 
 func (s *shadowServer) reset(n int, delay time.Duration) {
@@ -119,30 +165,42 @@ func (s *shadowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil || (r.ContentLength >= 0 && n != r.ContentLength) {
 		t.bodyErr.Add(1)
 	}
-	switch id, sent := header(r, "X-Bench-Id"), header(r, "X-Bench-Sent"); {
-	case header(r, "X-Bench-Probe") != "":
-		t.probes.Add(1)
-		t.firstProbe.CompareAndSwap(0, now)
-	case id != "":
-		i, err := strconv.Atoi(id)
-		if err != nil || i < 0 || i >= len(t.counts) {
-			t.unknown.Add(1)
-			break
+	id, ok := int64(-1), false
+	if v := header(r, "X-Bench-Id"); v != "" {
+		ok = true
+		if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+			id = i
 		}
-		t.arrived.Add(1)
-		if t.counts[i].Add(1) == 1 {
-			if ns, err := strconv.ParseInt(sent, 10, 64); err == nil {
-				t.lag[i].Store(now - ns)
-			}
-		}
-	default:
-		t.noID.Add(1)
 	}
+	sent, _ := strconv.ParseInt(header(r, "X-Bench-Sent"), 10, 64)
+	t.record(header(r, "X-Bench-Probe") != "", ok, id, sent, now)
 	if t.delay > 0 {
 		time.Sleep(t.delay)
 	}
 	w.Header()["Content-Length"] = []string{"0"}
 	w.WriteHeader(http.StatusOK)
+}
+
+// record counts one request: a start-up probe, a request of the load (its
+// id, negative if unreadable, and when it was sent, 0 if unknown), or one
+// without either.
+func (t *tally) record(probe, hasID bool, id, sent, now int64) {
+	switch {
+	case probe:
+		t.probes.Add(1)
+		t.firstProbe.CompareAndSwap(0, now)
+	case hasID:
+		if id < 0 || id >= int64(len(t.counts)) {
+			t.unknown.Add(1)
+			break
+		}
+		t.arrived.Add(1)
+		if t.counts[id].Add(1) == 1 && sent > 0 {
+			t.lag[id].Store(now - sent)
+		}
+	default:
+		t.noID.Add(1)
+	}
 }
 
 // header reads a header without canonicalising the name at run time.
@@ -192,6 +250,21 @@ func (s *shadowServer) control() http.Handler {
 		s.reset(n, delay)
 		reply(w, s.summary())
 	})
+	mux.HandleFunc("POST /listen", func(w http.ResponseWriter, r *http.Request) {
+		switch r.FormValue("state") {
+		case "up":
+			if err := s.up(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		case "down":
+			s.down()
+		default:
+			http.Error(w, "bad state: want up or down", http.StatusBadRequest)
+			return
+		}
+		reply(w, s.summary())
+	})
 	mux.HandleFunc("GET /summary", func(w http.ResponseWriter, _ *http.Request) { reply(w, s.summary()) })
 	mux.HandleFunc("GET /results", func(w http.ResponseWriter, _ *http.Request) { reply(w, s.results()) })
 	return mux
@@ -203,18 +276,48 @@ func runShadow(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("shadow", flag.ContinueOnError)
 	listen := fs.String("listen", ":8000", "listen `address` for mirrored requests")
 	ctl := fs.String("control", "127.0.0.1:8001", "listen `address` for the bench")
+	server := fs.String("server", serverHTTP, "how mirrored requests are answered: http (net/http) or sink (cheaper)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s := &shadowServer{}
+	if *server != serverHTTP && *server != serverSink {
+		return fmt.Errorf("--server %q: want http or sink", *server)
+	}
+	s := &shadowServer{addr: *listen, server: *server}
 	s.reset(0, 0)
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
+	if err := s.up(); err != nil {
 		return err
 	}
 	cln, err := net.Listen("tcp", *ctl)
 	if err != nil {
 		return err
+	}
+	csrv := &http.Server{Handler: s.control(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Println("ready")
+	err = serveUntil(ctx, csrv, cln)
+	s.down()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// up starts serving mirrored requests, unless the shadow already does.
+func (s *shadowServer) up() error {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	if s.srv != nil || s.sink != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return err
+	}
+	s.bound = ln.Addr().String()
+	if s.server == serverSink {
+		s.sink = &sinkServer{s: s, ln: ln, conns: map[net.Conn]bool{}}
+		go s.sink.serve()
+		return nil
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second,
 		ConnState: func(_ net.Conn, st http.ConnState) {
@@ -222,12 +325,22 @@ func runShadow(ctx context.Context, args []string) error {
 				s.cur.Load().conns.Add(1)
 			}
 		}}
-	csrv := &http.Server{Handler: s.control(), ReadHeaderTimeout: 10 * time.Second}
-	go serveUntil(ctx, csrv, cln)
-	fmt.Println("ready")
-	err = serveUntil(ctx, srv, ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	go srv.Serve(ln)
+	s.srv = srv
+	return nil
+}
+
+// down closes the listener and every connection: nothing listens on the
+// shadow's port any more, so connections to it are refused.
+func (s *shadowServer) down() {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	if s.srv != nil {
+		s.srv.Close()
+		s.srv = nil
 	}
-	return err
+	if s.sink != nil {
+		s.sink.close()
+		s.sink = nil
+	}
 }

@@ -65,6 +65,15 @@ type RunResult struct {
 	PrimaryCores float64 `json:"primary_cores"`
 	ShadowCores  float64 `json:"shadow_cores"`
 
+	// Fault is the shadow's fault during a soak run; Soak and Idle are
+	// what the soak and idle scenarios measure besides.
+	Fault string      `json:"fault,omitempty"`
+	Soak  *SoakResult `json:"soak,omitempty"`
+	Idle  *IdleResult `json:"idle,omitempty"`
+	// CPUBusy is the busy share of each CPU over the measured window, for
+	// pinned runs.
+	CPUBusy []float64 `json:"cpu_busy,omitempty"`
+
 	Drops    map[string]float64 `json:"drops,omitempty"`
 	Counters map[string]float64 `json:"counters,omitempty"`
 	Notes    []string           `json:"notes,omitempty"`
@@ -75,25 +84,37 @@ func ptr(v float64) *float64 { return &v }
 // label names the run in tables: the tool, and its pass if there are
 // several.
 func (r *RunResult) label() string {
-	if r.Pass > 0 {
-		return fmt.Sprintf("%s #%d", r.Tool, r.Pass)
+	l := r.Tool
+	if r.Fault != "" {
+		l += ", shadow " + faultName(r.Fault)
 	}
-	return r.Tool
+	if r.Pass > 0 {
+		l += fmt.Sprintf(" #%d", r.Pass)
+	}
+	return l
 }
 
 // runOne runs one tool under one load: start the tee and wait for its
 // first mirror, run the load, wait for the mirrors to arrive, collect.
 func (e *env) runOne(ctx context.Context, sc *Scenario, t tool, warmup, duration time.Duration) (*RunResult, error) {
+	return e.runOneWith(ctx, sc, t, warmup, duration, "")
+}
+
+// runOneWith is runOne with a shadow fault (see applyFault) in force from
+// the tee's start-up, which the healthy shadow lets it prove, until it has
+// stopped; with a fault, it also follows the tee's memory second by second
+// and accounts for every request sent.
+func (e *env) runOneWith(ctx context.Context, sc *Scenario, t tool, warmup, duration time.Duration, fault string) (*RunResult, error) {
 	cfg := e.cfg
 	load := loadConfig{Addr: primaryAddr, Mode: sc.Mode, Rate: sc.Rate, Conns: sc.Conns, BodyKiB: sc.BodyKiB,
 		Warmup: warmup, Duration: duration, Grace: cfg.Grace, Pipeline: cfg.Pipeline}
-	res := &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command}
+	res := &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command, Fault: fault}
 	res.HostBusyBefore = waitQuiet(ctx, cfg.QuietWait)
 	if res.HostBusyBefore >= quietBelow {
 		res.Notes = append(res.Notes, fmt.Sprintf("other work kept %.2f cores busy just before this run: its numbers are not reliable",
 			res.HostBusyBefore))
 	}
-	if err := e.resetShadow(ctx, load.total()); err != nil {
+	if err := e.resetShadow(ctx, load.total(), cfg.ShadowDelay); err != nil {
 		return nil, err
 	}
 
@@ -117,6 +138,14 @@ func (e *env) runOne(ctx context.Context, sc *Scenario, t tool, warmup, duration
 	if tp != nil {
 		before, _ = tp.metrics(ctx)
 	}
+	var mend func() error
+	if fault != "" && tp != nil {
+		var err error
+		if mend, err = e.applyFault(ctx, fault, load.total()); err != nil {
+			return nil, fmt.Errorf("fault %s: %w", fault, err)
+		}
+		defer mend()
+	}
 	// Connections are opened before the first slot.
 	load.Start = time.Now().Add(300 * time.Millisecond)
 	var win window
@@ -127,8 +156,18 @@ func (e *env) runOne(ctx context.Context, sc *Scenario, t tool, warmup, duration
 	if err != nil {
 		return nil, err
 	}
+	var mem *MemBreakdown
+	if mend != nil {
+		// Where the memory is, once the load is over: a scrape of the
+		// agent's metrics allocates about a MiB, which would show in the
+		// RSS series if it were taken during the load.
+		mem = memBreakdown(ctx, tp)
+	}
 	res.Load = lr
 	res.HostBusy = win.hostBusy
+	if e.pin != nil {
+		res.CPUBusy = win.perCPU
+	}
 	res.PrimaryCores = win.primary.Seconds() / load.Duration.Seconds()
 	res.ShadowCores = win.shadow.Seconds() / load.Duration.Seconds()
 	res.LoadgenCores = lr.CPUSeconds / (load.Warmup + load.Duration).Seconds()
@@ -146,14 +185,7 @@ func (e *env) runOne(ctx context.Context, sc *Scenario, t tool, warmup, duration
 	if err != nil && t.Kind == kindShadowtee {
 		res.Notes = append(res.Notes, err.Error())
 	}
-	if after != nil {
-		res.Drops = drops(before, after)
-		res.Counters = map[string]float64{}
-		for _, k := range []string{`shadowtee_requests_total{result="framed"}`, `shadowtee_requests_total{result="mirrored"}`,
-			`shadowtee_segments_total`, `shadowtee_packets_total{result="copied"}`, `shadowtee_shadow_connections_opened_total`} {
-			res.Counters[k] = after.delta(before, k)
-		}
-	}
+	res.setCounters(before, after)
 	if win.cpu > 0 && lr.WindowSent > 0 {
 		res.CPUSeconds = ptr(win.cpu.Seconds())
 		res.CPUPerReqUS = ptr(float64(win.cpu.Microseconds()) / float64(lr.WindowSent))
@@ -163,18 +195,54 @@ func (e *env) runOne(ctx context.Context, sc *Scenario, t tool, warmup, duration
 		res.BPFPerReqUS = ptr(float64(win.bpf.Nanoseconds()) / 1e3 / float64(lr.WindowSent))
 		res.BPFPerPktNS = ptr(float64(win.bpf.Nanoseconds()) / float64(win.bpfRuns))
 	}
+	stopped := tp
 	err = tp.stop()
 	tp = nil
-	res.MaxRSSMiB = ptr(float64(rss.stop()) / (1 << 20))
+	samples := rss.stop()
+	res.MaxRSSMiB = ptr(float64(samples.max()) / (1 << 20))
 	if err != nil {
 		res.Notes = append(res.Notes, err.Error())
+	}
+	if mend != nil {
+		sk := &SoakResult{Fault: fault, Memory: mem}
+		soakSeries(sk, samples, load.Start, load.Start.Add(load.Warmup+load.Duration))
+		if at, ok := stopped.(*agentTee); ok {
+			final, err := at.summary()
+			if err != nil {
+				res.Notes = append(res.Notes, err.Error())
+			}
+			if before != nil {
+				sk.Ledger = newLedger(lr.Sent, before, after, final)
+			}
+		}
+		res.Soak = sk
+		if err := mend(); err != nil {
+			return nil, fmt.Errorf("mend the shadow after %s: %w", fault, err)
+		}
 	}
 	sr, err := e.shadowResults(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res.addMirror(lr, sr)
+	if res.Soak != nil {
+		res.Soak.ShadowArrived = sr.Arrived
+	}
 	return res, nil
+}
+
+// setCounters records the growth of the agent's drop counters and of a
+// few others between two scrapes; nothing without the second.
+func (r *RunResult) setCounters(before, after promSample) {
+	if after == nil {
+		return
+	}
+	r.Drops = drops(before, after)
+	r.Counters = map[string]float64{}
+	for _, k := range []string{`shadowtee_requests_total{result="framed"}`, `shadowtee_requests_total{result="mirrored"}`,
+		`shadowtee_segments_total`, `shadowtee_packets_total{result="copied"}`, `shadowtee_shadow_connections_opened_total`} {
+		r.Counters[k] = after.delta(before, k)
+	}
 }
 
 // launch starts the tee while probes run, and measures its start-up.
@@ -205,6 +273,12 @@ func (e *env) launch(ctx context.Context, t tool, res *RunResult) (tee, *rssSamp
 		}
 		tp = pt
 	}
+	if e.pin != nil {
+		if err := pinTree(tp.pid(), e.pin.Others); err != nil {
+			tp.stop()
+			return nil, nil, err
+		}
+	}
 	rss := sampleRSS(tp.pid(), t.Kind == kindPeer)
 	first, err := e.waitFirstProbe(ctx, e.cfg.StartupTimeout-time.Since(launched))
 	select {
@@ -227,6 +301,7 @@ type window struct {
 	bpf      time.Duration // run time of the BPF programs on the gateway
 	bpfRuns  uint64
 	hostBusy float64
+	perCPU   []float64     // busy share of each CPU
 	primary  time.Duration // the primary's CPU time
 	shadow   time.Duration // the shadow's CPU time
 	note     string
@@ -256,6 +331,7 @@ func (e *env) measureWindow(ctx context.Context, tp tee, load loadConfig, sc *Sc
 	h1, _ := readHostCPU()
 	w.primary, w.shadow = treeCPU(services[:1])-p0, treeCPU(services[1:])-s0
 	w.hostBusy = busyCores(h0, h1, runtime.NumCPU())
+	w.perCPU = busyPerCPU(h0, h1)
 	if tp != nil {
 		// A peer's shell may have forked since the start of the window.
 		w.cpu = treeCPU(processTree(tp.pid())) - cpu0

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,6 +17,8 @@ const (
 	scPost       = "post"
 	scNewConn    = "newconn"
 	scSaturation = "saturation"
+	scIdle       = "idle" // opt-in: memory with many idle keep-alive connections
+	scSoak       = "soak" // opt-in: memory and accounting under shadow faults
 )
 
 // Scenario is one load, run once per tool.
@@ -29,8 +33,11 @@ type Scenario struct {
 	Warmup   time.Duration `json:"warmup_ns"`
 	Duration time.Duration `json:"duration_ns"`
 	Ramp     []RampStep    `json:"ramp,omitempty"`
+	Faults   []string      `json:"faults,omitempty"` // soak: one run per fault
 	Runs     []*RunResult  `json:"runs"`
 	Targets  []Target      `json:"targets,omitempty"`
+	// Pinned says where the processes ran, if the scenario pinned them.
+	Pinned *cpuPlan `json:"pinned,omitempty"`
 }
 
 // RampStep is one rate tried while looking for the primary's saturation.
@@ -45,6 +52,8 @@ type RampStep struct {
 	Errors  int     `json:"errors"`
 	Pass    bool    `json:"pass"`
 	Why     string  `json:"why,omitempty"`
+	// CPUBusy is the busy share of each CPU, for pinned ramps.
+	CPUBusy []float64 `json:"cpu_busy,omitempty"`
 }
 
 // scenarios expands the configured kinds into the loads to run, except the
@@ -70,6 +79,16 @@ func (c *Config) scenarios() []*Scenario {
 		case scSaturation:
 			out = append(out, &Scenario{Name: scSaturation, Kind: scSaturation, Mode: modeGet, Conns: c.Conns,
 				Warmup: c.Warmup, Duration: c.Duration})
+		case scIdle:
+			out = append(out, &Scenario{Name: fmt.Sprintf("idle-%d", c.IdleConns), Kind: scIdle, Mode: modeIdle,
+				Rate: c.IdleRate, Conns: c.IdleConns, Duration: c.IdleTime,
+				Title: fmt.Sprintf("%s idle keep-alive connections: opened at %s a second, one GET each, then %s idle",
+					thousands(float64(c.IdleConns)), thousands(c.IdleRate), c.IdleTime)})
+		case scSoak:
+			out = append(out, &Scenario{Name: fmt.Sprintf("soak-%.0f", c.SoakRate), Kind: scSoak, Mode: modeGet,
+				Rate: c.SoakRate, Conns: c.Conns, Duration: c.SoakDuration, Faults: c.SoakFaults,
+				Title: fmt.Sprintf("GET, %d keep-alive connections, %s req/s for %s with the shadow %s", c.Conns,
+					thousands(c.SoakRate), c.SoakDuration, faultList(c.SoakFaults, c.SoakDelay))})
 		}
 	}
 	for _, s := range out {
@@ -83,7 +102,19 @@ func (c *Config) scenarios() []*Scenario {
 // runScenario runs every tool under the scenario's load and fills in the
 // comparisons with the baseline and the targets.
 func (e *env) runScenario(ctx context.Context, sc *Scenario, tools []tool) error {
-	if sc.Kind == scSaturation {
+	switch sc.Kind {
+	case scIdle:
+		return e.runIdleScenario(ctx, sc, tools)
+	case scSoak:
+		return e.runSoak(ctx, sc, tools)
+	case scSaturation:
+		if e.cfg.Pin {
+			unpin, err := e.pinServices(sc)
+			if err != nil {
+				return err
+			}
+			defer unpin()
+		}
 		if err := e.ramp(ctx, sc); err != nil {
 			return err
 		}
@@ -111,6 +142,83 @@ func (e *env) runScenario(ctx context.Context, sc *Scenario, tools []tool) error
 	sc.compare()
 	sc.Targets = evaluate(sc, e.cfg.shadowWorkers())
 	return nil
+}
+
+// pinServices puts the primary alone on its CPU and the shadow on the
+// other one, and makes runs pin the generator and the tees there too, until
+// the returned function puts everything back.
+func (e *env) pinServices(sc *Scenario) (func(), error) {
+	plan, err := newCPUPlan()
+	if err != nil {
+		return nil, err
+	}
+	unpin := func() {
+		e.pin = nil
+		for _, c := range []*exec.Cmd{e.primary, e.shadow} {
+			if err := pinProcess(c.Process.Pid, plan.all...); err != nil {
+				slog.Warn("unpin", "err", err)
+			}
+		}
+	}
+	if err := pinProcess(e.primary.Process.Pid, plan.Primary); err != nil {
+		return nil, err
+	}
+	if err := pinProcess(e.shadow.Process.Pid, plan.Others); err != nil {
+		unpin()
+		return nil, err
+	}
+	e.pin, sc.Pinned = plan, plan
+	slog.Info("pinned", "primary_cpu", plan.Primary, "others_cpu", plan.Others)
+	return unpin, nil
+}
+
+// runIdleScenario runs each tee once per pass under the idle load; the
+// baseline has nothing to measure there.
+func (e *env) runIdleScenario(ctx context.Context, sc *Scenario, tools []tool) error {
+	for pass := 1; pass <= e.cfg.Passes; pass++ {
+		for _, t := range tools {
+			if t.Kind == kindBaseline {
+				continue
+			}
+			slog.Info("run", "scenario", sc.Name, "tool", t.Name, "pass", pass)
+			r, err := e.runIdle(ctx, sc, t)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				slog.Error("run failed", "scenario", sc.Name, "tool", t.Name, "err", err)
+				r = &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command, Notes: []string{"failed: " + err.Error()}}
+			}
+			if e.cfg.Passes > 1 {
+				r.Pass = pass
+			}
+			sc.Runs = append(sc.Runs, r)
+		}
+	}
+	sc.Targets = evaluate(sc, e.cfg.shadowWorkers())
+	return nil
+}
+
+// faultList names the soak's faults for a title.
+func faultList(faults []string, delay time.Duration) string {
+	var names []string
+	for _, f := range faults {
+		switch f {
+		case faultDown:
+			names = append(names, "down")
+		case faultBlackhole:
+			names = append(names, "blackholed")
+		case faultSlow:
+			names = append(names, "answering in "+delay.String())
+		}
+	}
+	switch len(names) {
+	case 0:
+		return "healthy"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // compare fills each run's differences with the baseline of its pass.
@@ -156,7 +264,7 @@ func (e *env) ramp(ctx context.Context, sc *Scenario) error {
 			return fmt.Errorf("saturation ramp at %.0f req/s: %w", rate, err)
 		}
 		s := RampStep{Offered: rate, Achieved: r.Load.Achieved, P99: r.Load.Latency.P99, SlotP99: r.Load.FromSlot.P99,
-			Late: r.Load.Late, Pass: true}
+			Late: r.Load.Late, Pass: true, CPUBusy: r.CPUBusy}
 		for _, n := range r.Load.Errors {
 			s.Errors += n
 		}

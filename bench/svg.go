@@ -39,8 +39,11 @@ func plotSeries(scs []*Scenario) []series {
 	var out []series
 	for _, sc := range scs {
 		kind := sc.Kind
-		if kind == scSaturation {
+		switch kind {
+		case scSaturation:
 			kind = scGet
+		case scIdle, scSoak:
+			continue // not a rate of requests, or not a healthy shadow
 		}
 		var tools []string
 		for _, r := range sc.Runs {

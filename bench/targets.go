@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +52,31 @@ func (sc *Scenario) runsOf(tool string) []*RunResult {
 // apply to its load. With several passes, each goal is judged on the
 // median of the passes, and the value lists them all.
 func evaluate(sc *Scenario, workers int) []Target {
-	runs := sc.runsOf(kindShadowtee)
+	if sc.Kind == scSoak {
+		return evaluateSoak(sc, workers)
+	}
+	return evaluateRuns(sc, sc.runsOf(kindShadowtee), "", workers)
+}
+
+// evaluateSoak checks shadowtee's runs under each fault.
+func evaluateSoak(sc *Scenario, workers int) []Target {
+	var ts []Target
+	all := sc.runsOf(kindShadowtee)
+	for _, f := range sc.Faults {
+		var runs []*RunResult
+		for _, r := range all {
+			if r.Fault == f {
+				runs = append(runs, r)
+			}
+		}
+		ts = append(ts, evaluateRuns(sc, runs, f, workers)...)
+	}
+	return ts
+}
+
+// evaluateRuns checks the given runs of shadowtee, all under one load and
+// one fault (none but in the soak).
+func evaluateRuns(sc *Scenario, runs []*RunResult, fault string, workers int) []Target {
 	if len(runs) == 0 {
 		return nil
 	}
@@ -84,6 +109,34 @@ func evaluate(sc *Scenario, workers int) []Target {
 	below := func(l float64) func(float64) bool { return func(v float64) bool { return v < l } }
 	get := sc.Kind == scGet
 	switch {
+	case sc.Kind == scIdle:
+		if sc.Conns >= 10000 {
+			check(fmt.Sprintf("max RSS with %s idle keep-alive connections", thousands(float64(sc.Conns))), "< 128 MiB", "%.1f MiB",
+				func(r *RunResult) *float64 { return r.MaxRSSMiB }, below(128))
+		}
+		check("completeness of their requests", "100%", "%.3f%%", func(r *RunResult) *float64 { return r.CompletePct },
+			func(v float64) bool { return v == 100 })
+	case sc.Kind == scSoak:
+		window := fmt.Sprintf("last %.0f s", min(30, sc.Duration.Seconds()/2))
+		check("shadow "+faultName(fault)+": RSS slope over the "+window, fmt.Sprintf("≤ %.0f MiB/min (bounded)", boundedSlope), "%+.2f MiB/min",
+			func(r *RunResult) *float64 {
+				if r.Soak == nil {
+					return nil
+				}
+				return ptr(r.Soak.Slope)
+			}, atMost(boundedSlope))
+		check("shadow "+faultName(fault)+": every request sent mirrored or counted as lost", "sent = mirrored + failed + dropped + skipped",
+			"%.0f unaccounted", func(r *RunResult) *float64 {
+				if r.Soak == nil || r.Soak.Ledger == nil || r.Soak.Ledger.Framed == 0 {
+					return nil
+				}
+				l := r.Soak.Ledger
+				return ptr(math.Abs(l.Unaccounted) + math.Abs(l.Framed-float64(l.Sent)))
+			}, func(v float64) bool { return v == 0 })
+		check("shadow "+faultName(fault)+": primary requests answered", "all", "%.0f not answered", func(r *RunResult) *float64 {
+			return ptr(float64(r.Load.Sent - r.Load.Completed + len(r.Load.Unsent)))
+		}, func(v float64) bool { return v == 0 })
+		return ts
 	case get && sc.Rate == 1000:
 		check("agent CPU", "≤ 8% of a core", "%.1f%%", func(r *RunResult) *float64 { return r.CPUCorePct }, atMost(8))
 		check("primary p99", "≤ +0.5 ms", "%+.2f ms", func(r *RunResult) *float64 { return r.DeltaP99 }, atMost(0.5))

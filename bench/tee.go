@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -74,7 +75,7 @@ func shadowteeArgs(extra []string) []string {
 	return append([]string{"attach",
 		"--iface", sandbox.GatewayIface, "--port", strconv.Itoa(primaryPort),
 		"--shadow", "http://" + shadowAddr,
-		"--metrics-addr", "127.0.0.1:0", "--stats-interval", "0", "--log-format", "json",
+		"--metrics-addr", "127.0.0.1:0", "--stats-interval", "0", "--log-format", "json", "--summary", "json",
 	}, extra...)
 }
 
@@ -144,6 +145,31 @@ func (t *agentTee) stop() error {
 	return nil
 }
 
+// summary is the exit summary the agent printed (--summary json), once it
+// has stopped.
+func (t *agentTee) summary() (*agent.Summary, error) {
+	return parseSummary(t.out.String())
+}
+
+// parseSummary finds the agent's exit summary in its output: an indented
+// JSON object that starts on a line of its own, among one-line JSON logs.
+func parseSummary(out string) (*agent.Summary, error) {
+	i := strings.LastIndex(out, "\n{\n")
+	switch {
+	case i >= 0:
+		i++
+	case strings.HasPrefix(out, "{\n"):
+		i = 0
+	default:
+		return nil, errors.New("no exit summary in the agent's output")
+	}
+	var sum agent.Summary
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&sum); err != nil {
+		return nil, fmt.Errorf("agent exit summary: %w", err)
+	}
+	return &sum, nil
+}
+
 // expandPeer fills a peer command template's placeholders.
 func expandPeer(tmpl string) string {
 	return strings.NewReplacer(
@@ -209,14 +235,23 @@ func (t *peerTee) stop() error {
 	}
 }
 
-// rssSampler records the largest resident memory of a process tree, read
-// every 100 ms.
+// rssSampler reads the resident memory of a process tree every 100 ms and
+// keeps every reading.
 type rssSampler struct {
-	max    int64
-	once   sync.Once
-	stopCh chan struct{}
-	done   chan struct{}
+	samples rssSamples
+	once    sync.Once
+	stopCh  chan struct{}
+	done    chan struct{}
 }
+
+// rssSample is one reading: when, and the bytes resident.
+type rssSample struct {
+	At  time.Time
+	RSS int64
+}
+
+// rssSamples are readings in time order.
+type rssSamples []rssSample
 
 func sampleRSS(root int, tree bool) *rssSampler {
 	s := &rssSampler{stopCh: make(chan struct{}), done: make(chan struct{})}
@@ -229,7 +264,9 @@ func sampleRSS(root int, tree bool) *rssSampler {
 			if tree && n%10 == 0 {
 				pids = processTree(root)
 			}
-			s.max = max(s.max, treeRSS(pids))
+			if rss := treeRSS(pids); rss > 0 {
+				s.samples = append(s.samples, rssSample{At: time.Now(), RSS: rss})
+			}
 			select {
 			case <-s.stopCh:
 				return
@@ -240,11 +277,43 @@ func sampleRSS(root int, tree bool) *rssSampler {
 	return s
 }
 
-// stop ends the sampling and returns the largest RSS seen, in bytes.
-func (s *rssSampler) stop() int64 {
+// stop ends the sampling and returns the readings.
+func (s *rssSampler) stop() rssSamples {
 	s.once.Do(func() { close(s.stopCh) })
 	<-s.done
-	return s.max
+	return s.samples
+}
+
+// max is the largest reading, in bytes.
+func (ss rssSamples) max() int64 {
+	var m int64
+	for _, s := range ss {
+		m = max(m, s.RSS)
+	}
+	return m
+}
+
+// at is the last reading taken at or before t (the first one if none was).
+func (ss rssSamples) at(t time.Time) int64 {
+	var v int64
+	for i, s := range ss {
+		if i > 0 && s.At.After(t) {
+			break
+		}
+		v = s.RSS
+	}
+	return v
+}
+
+// between returns the readings from from (inclusive) to to (exclusive).
+func (ss rssSamples) between(from, to time.Time) rssSamples {
+	var out rssSamples
+	for _, s := range ss {
+		if !s.At.Before(from) && s.At.Before(to) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // bpfRuntime sums the run time and run count of the BPF programs attached

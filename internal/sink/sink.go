@@ -13,6 +13,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/shadowtee/shadowtee/httpframe"
 )
@@ -72,12 +73,30 @@ func Serve(ctx context.Context, addr string, ready func(string)) error {
 
 // Answer answers the requests of one connection until it ends or sends
 // something that is not HTTP/1.1.
-func Answer(c net.Conn) {
+func Answer(c net.Conn) { AnswerWith(c, Hooks{}) }
+
+// Hooks let a caller see the requests that AnswerWith answers; every field
+// may be nil.
+type Hooks struct {
+	// Header sees each header line of a request: its name and its value
+	// without surrounding blanks. Both are valid only during the call.
+	Header func(name, value []byte)
+	// Request is called once a request has been read whole, before it is
+	// answered; it returns how long to wait before answering (answers
+	// still go out in order, as a real server sends them).
+	Request func() time.Duration
+	// BadBody is called when a body cannot be framed, which ends the
+	// connection.
+	BadBody func()
+}
+
+// AnswerWith is Answer that calls h's hooks.
+func AnswerWith(c net.Conn, h Hooks) {
 	br := bufio.NewReaderSize(c, 64<<10)
 	bw := bufio.NewWriterSize(c, 16<<10)
 	var chunk httpframe.ChunkedScanner
 	for {
-		length, chunked, err := readHead(br)
+		length, chunked, err := readHead(br, h.Header)
 		if err != nil {
 			return
 		}
@@ -90,12 +109,26 @@ func Answer(c net.Conn) {
 				}
 				n, _, err := chunk.Scan(b)
 				if err != nil {
+					if h.BadBody != nil {
+						h.BadBody()
+					}
 					return
 				}
 				br.Discard(n)
 			}
 		} else if _, err := br.Discard(int(length)); err != nil {
+			if h.BadBody != nil {
+				h.BadBody()
+			}
 			return
+		}
+		if h.Request != nil {
+			if delay := h.Request(); delay > 0 {
+				if bw.Flush() != nil {
+					return
+				}
+				time.Sleep(delay)
+			}
 		}
 		bw.WriteString(answer)
 		if br.Buffered() == 0 && bw.Flush() != nil {
@@ -104,8 +137,9 @@ func Answer(c net.Conn) {
 	}
 }
 
-// readHead reads a request head and returns how its body is framed.
-func readHead(br *bufio.Reader) (length int64, chunked bool, err error) {
+// readHead reads a request head and returns how its body is framed;
+// header, if not nil, sees each header line.
+func readHead(br *bufio.Reader, header func(name, value []byte)) (length int64, chunked bool, err error) {
 	first := true
 	for {
 		line, err := br.ReadSlice('\n')
@@ -137,6 +171,9 @@ func readHead(br *bufio.Reader) (length int64, chunked bool, err error) {
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
+		}
+		if header != nil {
+			header(name, value)
 		}
 	}
 }
