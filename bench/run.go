@@ -136,7 +136,7 @@ func (e *env) runOneWith(ctx context.Context, sc *Scenario, t tool, warmup, dura
 
 	var before promSample
 	if tp != nil {
-		before, _ = tp.metrics(ctx)
+		before = settledMetrics(ctx, tp)
 	}
 	var mend func() error
 	if fault != "" && tp != nil {
@@ -293,6 +293,38 @@ func (e *env) launch(ctx context.Context, t tool, res *RunResult) (tee, *rssSamp
 		res.StartupS = ptr(first.Sub(launched).Seconds())
 	}
 	return tp, rss, nil
+}
+
+// settledMetrics scrapes the tee's counters once the start-up probes have
+// been framed and settled: the last probes may still be on their way
+// through the agent when launch returns, and a ledger that took them for
+// the load's requests would be off by one. It waits until two scrapes
+// 50 ms apart frame the same count and nothing is held for the shadow, at
+// most 2 s.
+func settledMetrics(ctx context.Context, tp tee) promSample {
+	const framed, queued, mirrored = `shadowtee_requests_total{result="framed"}`, `shadowtee_requests_total{result="queued"}`,
+		`shadowtee_requests_total{result="mirrored"}`
+	prev, err := tp.metrics(ctx)
+	if err != nil || prev == nil {
+		return prev
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		cur, err := tp.metrics(ctx)
+		if err != nil {
+			return prev
+		}
+		var failed float64
+		for _, v := range byReason(cur, "shadowtee_requests_failed_total") {
+			failed += v
+		}
+		settled := cur[framed] == prev[framed] && cur[queued]-cur[mirrored]-failed == 0
+		prev = cur
+		if settled {
+			break
+		}
+	}
+	return prev
 }
 
 // window is what the bench measures around the generator's measured window.
