@@ -143,12 +143,7 @@ func (g *idleGenerator) one(ctx context.Context, i int, reqHead []byte, sem chan
 	defer c.Close()
 	c.SetDeadline(from)
 	now := time.Now()
-	buf := append([]byte(nil), reqHead...)
-	buf = append(buf, "X-Bench-Id: "...)
-	buf = strconv.AppendInt(buf, int64(i), 10)
-	buf = append(buf, "\r\nX-Bench-Sent: "...)
-	buf = strconv.AppendInt(buf, now.UnixNano(), 10)
-	buf = append(buf, "\r\n\r\n"...)
+	buf := appendBenchRequest(nil, reqHead, i, now)
 	if _, err := c.Write(buf); err != nil {
 		g.err[i] = errWrite
 		return
@@ -306,7 +301,7 @@ func (e *env) runIdle(ctx context.Context, sc *Scenario, t tool) (*RunResult, er
 			rss.stop()
 		}
 	}()
-	before, _ := tp.metrics(ctx)
+	before := settledMetrics(ctx, tp)
 	// The gap lets the last answers and mirrors arrive before the idle
 	// period; the tail keeps the connections open while the bench reads
 	// the tee's memory at its end.

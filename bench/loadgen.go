@@ -136,7 +136,13 @@ func newGenerator(cfg loadConfig) *generator {
 
 // appendRequest writes request id's headers, stamped with the send time.
 func (g *generator) appendRequest(buf []byte, id int, sent time.Time) []byte {
-	buf = append(buf, g.reqHead...)
+	return appendBenchRequest(buf, g.reqHead, id, sent)
+}
+
+// appendBenchRequest appends a request: head (the request line and
+// headers so far), then the id and the send time the shadow records.
+func appendBenchRequest(buf, head []byte, id int, sent time.Time) []byte {
+	buf = append(buf, head...)
 	buf = append(buf, "X-Bench-Id: "...)
 	buf = strconv.AppendInt(buf, int64(id), 10)
 	buf = append(buf, "\r\nX-Bench-Sent: "...)
