@@ -252,14 +252,6 @@ func (m *mirror) totals() (queued, mirrored uint64) {
 	return queued, mirrored
 }
 
-// current returns the rules in force.
-func (m *mirror) current() *config.File {
-	if t := m.table.Load(); t != nil {
-		return t.file
-	}
-	return nil
-}
-
 // close stops accepting requests and waits for those in flight until ctx
 // ends; what is still in flight then is counted as failed (shutdown).
 func (m *mirror) close(ctx context.Context) error {

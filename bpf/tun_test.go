@@ -10,8 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func putNative32(b []byte, v uint32) { binary.NativeEndian.PutUint32(b, v) }
-
 type tunDevice struct {
 	Name  string
 	Index int
