@@ -122,8 +122,8 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 	for i := range p.shards {
 		rcfg := cfg.Reassembly
 		framing := cfg.Framing
-		rcfg.NewStream = func(flow reassembly.Flow, midStream bool, _ time.Time) reassembly.Stream {
-			return httpframe.NewParser(framing, flow.Src, flow.Dst, midStream)
+		rcfg.NewStream = func(first *reassembly.Segment, midStream bool) reassembly.Stream {
+			return httpframe.NewParser(framing, first.Flow.Src, first.Flow.Dst, midStream)
 		}
 		// The limits are the agent's: each shard holds its share.
 		if rcfg.MaxBuffer > 0 {

@@ -42,7 +42,7 @@ func (c *collector) stream(src net.Addr) (data []byte, largest int) {
 	defer c.mu.Unlock()
 	out := &bytesStream{}
 	asm := reassembly.New(reassembly.Config{
-		NewStream: func(reassembly.Flow, bool, time.Time) reassembly.Stream { return out },
+		NewStream: func(*reassembly.Segment, bool) reassembly.Stream { return out },
 	})
 	for i := range c.segs {
 		if s := &c.segs[i]; s.Flow.Src.String() == src.String() {

@@ -1,6 +1,8 @@
 package httpframe
 
 import (
+	"github.com/shadowtee/shadowtee/httpsyntax"
+
 	"bufio"
 	"bytes"
 	"errors"
@@ -174,7 +176,7 @@ func dropFields(head []byte, names ...string) []byte {
 	out := slices.Clone(lines[0])
 	for _, l := range lines[1:] {
 		name, _, _ := bytes.Cut(l, []byte(":"))
-		if !slices.ContainsFunc(names, func(n string) bool { return equalFold(name, n) }) {
+		if !slices.ContainsFunc(names, func(n string) bool { return httpsyntax.EqualFold(name, n) }) {
 			out = append(out, l...)
 		}
 	}
@@ -183,7 +185,7 @@ func dropFields(head []byte, names ...string) []byte {
 
 func hasCLList(r *Request) bool {
 	for _, h := range r.Headers {
-		if equalFold(r.Bytes(h.Name), "content-length") && bytes.IndexByte(r.Bytes(h.Value), ',') >= 0 {
+		if httpsyntax.EqualFold(r.Bytes(h.Name), "content-length") && bytes.IndexByte(r.Bytes(h.Value), ',') >= 0 {
 			return true
 		}
 	}

@@ -1,6 +1,8 @@
 package httpframe
 
 import (
+	"github.com/shadowtee/shadowtee/httpsyntax"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -114,7 +116,7 @@ func checkRequest(r *Request) ([]byte, error) {
 	if !bytes.HasSuffix(head, []byte("\n\n")) && !bytes.HasSuffix(head, []byte("\n\r\n")) {
 		return nil, fmt.Errorf("head does not end with a blank line: %q", head)
 	}
-	if r.Method.Start != 0 || r.Method.Len() == 0 || !isToken(r.Bytes(r.Method)) || raw[r.Method.End] != ' ' {
+	if r.Method.Start != 0 || r.Method.Len() == 0 || !httpsyntax.IsToken(r.Bytes(r.Method)) || raw[r.Method.End] != ' ' {
 		return nil, fmt.Errorf("bad method span %v", r.Method)
 	}
 	if r.Target.Start != r.Method.End+1 || r.Target.Len() == 0 || raw[r.Target.End] != ' ' ||
@@ -137,7 +139,7 @@ func checkRequest(r *Request) ([]byte, error) {
 		if h.Line.Start != next || h.Line.End > r.HeadEnd || raw[h.Line.End-1] != '\n' {
 			return nil, fmt.Errorf("header %d: bad line span %v", i, h.Line)
 		}
-		if h.Name.Start != h.Line.Start || raw[h.Name.End] != ':' || !isToken(r.Bytes(h.Name)) {
+		if h.Name.Start != h.Line.Start || raw[h.Name.End] != ':' || !httpsyntax.IsToken(r.Bytes(h.Name)) {
 			return nil, fmt.Errorf("header %d: bad name span %v", i, h.Name)
 		}
 		if h.Value.Start <= h.Name.End || h.Value.End >= h.Line.End || h.Value.End < h.Value.Start {
@@ -182,7 +184,7 @@ func checkRequest(r *Request) ([]byte, error) {
 }
 
 // decodeChunked removes the chunked coding, written here independently of
-// ChunkedScanner so that each checks the other. It returns the data and
+// httpsyntax.ChunkedScanner so that each checks the other. It returns the data and
 // the trailer lines; the whole of body must be used.
 func decodeChunked(body []byte) (data []byte, trailers []string, err error) {
 	line := func() (string, bool) {

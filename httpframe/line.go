@@ -1,5 +1,7 @@
 package httpframe
 
+import "github.com/shadowtee/shadowtee/httpsyntax"
+
 // knownMethods are the methods that resync accepts at the start of a
 // request line. PRI is there only to recognise the HTTP/2 preface: a line
 // with PRI is plausible only as "PRI * HTTP/2.0".
@@ -97,7 +99,7 @@ func (m *lineMatch) feed(b []byte, known bool) (n int, res matchResult) {
 				m.phase, m.n = lmTarget, 0
 				break
 			}
-			if charClass[c]&cToken == 0 {
+			if httpsyntax.Class(c)&httpsyntax.ClassToken == 0 {
 				return i, matchFail
 			}
 			if m.n < maxMethodLen {
@@ -119,7 +121,7 @@ func (m *lineMatch) feed(b []byte, known bool) (n int, res matchResult) {
 			}
 			// Run through the target at once: it is most of the line.
 			j := i
-			for j < len(b) && charClass[b[j]]&cTarget != 0 {
+			for j < len(b) && httpsyntax.Class(b[j])&httpsyntax.ClassTarget != 0 {
 				j++
 			}
 			if j == i {

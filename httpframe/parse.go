@@ -1,34 +1,10 @@
 package httpframe
 
-import "bytes"
+import (
+	"bytes"
 
-// Character classes of RFC 9110 and RFC 9112, one table lookup per byte.
-const (
-	cToken  = 1 << iota // tchar: method and field-name bytes
-	cValue              // field-vchar, SP, HTAB: field-value bytes
-	cTarget             // visible bytes, obs-text included: request-target bytes
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
-
-var charClass [256]uint8
-
-func init() {
-	for c := 0; c < 256; c++ {
-		var k uint8
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-			k |= cToken
-		case c < 0x80 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), byte(c)) >= 0:
-			k |= cToken
-		}
-		if c > 0x20 && c != 0x7f {
-			k |= cValue | cTarget
-		}
-		if c == ' ' || c == '\t' {
-			k |= cValue
-		}
-		charClass[c] = k
-	}
-}
 
 // headKind says what a parsed head asks of the parser.
 type headKind uint8
@@ -128,7 +104,7 @@ func parseHead(raw []byte, r *Request) headKind {
 		// refuse the former and may refuse the latter (RFC 9112 5.1, 5.2),
 		// and both leave room for disagreement on framing.
 		j := i
-		for j < end && charClass[raw[j]]&cToken != 0 {
+		for j < end && httpsyntax.Class(raw[j])&httpsyntax.ClassToken != 0 {
 			j++
 		}
 		if j == i || j == end || raw[j] != ':' {
@@ -142,7 +118,7 @@ func parseHead(raw []byte, r *Request) headKind {
 			ve--
 		}
 		for k := vs; k < ve; k++ {
-			if charClass[raw[k]]&cValue == 0 {
+			if httpsyntax.Class(raw[k])&httpsyntax.ClassValue == 0 {
 				return headBad
 			}
 		}
@@ -187,27 +163,27 @@ func (f *framing) field(raw []byte, h Header) {
 	name, value := raw[h.Name.Start:h.Name.End], raw[h.Value.Start:h.Value.End]
 	switch len(name) {
 	case 4:
-		if equalFold(name, "host") {
+		if httpsyntax.EqualFold(name, "host") {
 			f.hosts++
 		}
 	case 7:
-		if equalFold(name, "upgrade") && len(value) > 0 {
+		if httpsyntax.EqualFold(name, "upgrade") && len(value) > 0 {
 			f.upgrade = true
 		}
 	case 10:
-		if equalFold(name, "connection") {
-			forEachElement(value, func(e []byte) {
-				if equalFold(e, "upgrade") {
+		if httpsyntax.EqualFold(name, "connection") {
+			httpsyntax.ForEachElement(value, func(e []byte) {
+				if httpsyntax.EqualFold(e, "upgrade") {
 					f.connUpgrade = true
 				}
 			})
 		}
 	case 14:
-		if equalFold(name, "content-length") {
+		if httpsyntax.EqualFold(name, "content-length") {
 			f.contentLength(raw, h.Value)
 		}
 	case 17:
-		if equalFold(name, "transfer-encoding") {
+		if httpsyntax.EqualFold(name, "transfer-encoding") {
 			f.transferEncoding(value)
 		}
 	}
@@ -227,9 +203,9 @@ func (f *framing) contentLength(raw []byte, v Span) {
 		if end < start {
 			end = v.End
 		}
-		s, e := trimOWS(raw, start, end)
+		s, e := httpsyntax.TrimOWSBounds(raw, start, end)
 		elem := raw[s:e]
-		n, ok := parseDecimal(elem)
+		n, ok := httpsyntax.ParseDecimal(elem)
 		switch {
 		case !ok:
 			f.bad = true
@@ -249,73 +225,16 @@ func (f *framing) contentLength(raw []byte, v Span) {
 // chunked (RFC 9112 6.1).
 func (f *framing) transferEncoding(v []byte) {
 	f.te = true
-	forEachElement(v, func(e []byte) {
+	httpsyntax.ForEachElement(v, func(e []byte) {
 		name := e
 		if k := bytes.IndexByte(e, ';'); k >= 0 {
 			name = bytes.TrimRight(e[:k], " \t")
 		}
-		if f.teChunked || !isToken(name) {
+		if f.teChunked || !httpsyntax.IsToken(name) {
 			f.bad = true // chunked applied before another coding, or junk
 		}
-		f.teChunked = equalFold(name, "chunked")
+		f.teChunked = httpsyntax.EqualFold(name, "chunked")
 	})
-}
-
-// forEachElement calls fn with each non-empty element of a comma-separated
-// list, trimmed of OWS.
-func forEachElement(v []byte, fn func([]byte)) {
-	for len(v) > 0 {
-		var e []byte
-		if k := bytes.IndexByte(v, ','); k >= 0 {
-			e, v = v[:k], v[k+1:]
-		} else {
-			e, v = v, nil
-		}
-		s, t := trimOWS(e, 0, len(e))
-		if t > s {
-			fn(e[s:t])
-		}
-	}
-}
-
-// trimOWS returns the bounds of b[s:e] without leading and trailing SP and
-// HTAB.
-func trimOWS(b []byte, s, e int) (int, int) {
-	for s < e && (b[s] == ' ' || b[s] == '\t') {
-		s++
-	}
-	for e > s && (b[e-1] == ' ' || b[e-1] == '\t') {
-		e--
-	}
-	return s, e
-}
-
-// parseDecimal parses 1 to 18 decimal digits, which keeps the value far
-// from overflow and far beyond any body limit.
-func parseDecimal(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if charClass[c]&cToken == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // validTarget reports whether t is a request-target fit for a method other

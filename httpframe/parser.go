@@ -1,6 +1,8 @@
 package httpframe
 
 import (
+	"github.com/shadowtee/shadowtee/httpsyntax"
+
 	"net/netip"
 	"time"
 )
@@ -42,7 +44,7 @@ type Parser struct {
 	req    *Request  // the request whose body is being buffered
 	start  time.Time // capture time of the partial request's first byte
 	remain int64     // stBody: bytes still to come
-	chunk  ChunkedScanner
+	chunk  httpsyntax.ChunkedScanner
 }
 
 // NewParser returns a Parser for the bytes that client sends to server.

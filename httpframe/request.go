@@ -30,6 +30,8 @@
 package httpframe
 
 import (
+	"github.com/shadowtee/shadowtee/httpsyntax"
+
 	"net/netip"
 	"time"
 )
@@ -104,26 +106,9 @@ func (r *Request) Body() []byte { return r.Raw[r.HeadEnd:] }
 func (r *Request) Header(name string) (Span, bool) {
 	for i := range r.Headers {
 		h := &r.Headers[i]
-		if equalFold(r.Raw[h.Name.Start:h.Name.End], name) {
+		if httpsyntax.EqualFold(r.Raw[h.Name.Start:h.Name.End], name) {
 			return h.Value, true
 		}
 	}
 	return Span{}, false
-}
-
-// equalFold reports whether b and s are equal without regard to ASCII case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if x == y {
-			continue
-		}
-		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
-			return false
-		}
-	}
-	return true
 }

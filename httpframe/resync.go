@@ -1,6 +1,8 @@
 package httpframe
 
 import (
+	"github.com/shadowtee/shadowtee/httpsyntax"
+
 	"bytes"
 	"sync"
 	"time"
@@ -80,7 +82,7 @@ func (p *Parser) resync(b []byte, t time.Time) int {
 	}
 	// Keep the last token bytes: the next call may end a method with them.
 	k := 0
-	for k < maxMethodLen && k < len(b) && charClass[b[len(b)-1-k]]&cToken != 0 {
+	for k < maxMethodLen && k < len(b) && httpsyntax.Class(b[len(b)-1-k])&httpsyntax.ClassToken != 0 {
 		k++
 	}
 	p.garbage(len(b) - k)
@@ -97,11 +99,11 @@ func (p *Parser) resync(b []byte, t time.Time) int {
 func (p *Parser) resyncTail(b []byte, t time.Time) (int, bool) {
 	tl := p.tail
 	s := bytes.IndexByte(b[:min(len(b), maxMethodLen)], ' ')
-	if s < 0 && len(b) < maxMethodLen && isToken(b) {
+	if s < 0 && len(b) < maxMethodLen && httpsyntax.IsToken(b) {
 		p.keepTail(b, t) // a method may still be under way
 		return len(b), true
 	}
-	if s < 0 || s > 0 && !isToken(b[:s]) {
+	if s < 0 || s > 0 && !httpsyntax.IsToken(b[:s]) {
 		p.dropTail()
 		return 0, false
 	}

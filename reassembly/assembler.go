@@ -177,7 +177,7 @@ func (a *Assembler) Add(seg *Segment) {
 		if !syn && len(payload) == 0 {
 			return
 		}
-		c = a.open(seg.Flow, seq, !syn, seg.Time)
+		c = a.open(seg, seq, !syn)
 	} else {
 		a.touch(c)
 	}
@@ -245,13 +245,14 @@ func (a *Assembler) advance(t time.Time) {
 	}
 }
 
-// open starts tracking flow, whose first byte of data is seq.
-func (a *Assembler) open(flow Flow, seq uint32, mid bool, t time.Time) *conn {
+// open starts tracking the flow of seg, whose first byte of data is seq.
+func (a *Assembler) open(seg *Segment, seq uint32, mid bool) *conn {
 	if len(a.flows) >= a.cfg.MaxStreams && a.head != nil {
-		a.end(a.head, endEvicted, t)
+		a.end(a.head, endEvicted, seg.Time)
 	}
+	flow := seg.Flow
 	c := &conn{flow: flow, nextSeq: seq, start: seq, lastSeen: a.clock}
-	c.stream = a.cfg.NewStream(flow, mid, t)
+	c.stream = a.cfg.NewStream(seg, mid)
 	a.flows[flow] = c
 	a.pushBack(c)
 	st := a.stats

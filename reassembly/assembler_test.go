@@ -299,7 +299,7 @@ func TestNewPanicsWithoutNewStream(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	a := New(Config{NewStream: func(Flow, bool, time.Time) Stream { return nil }})
+	a := New(Config{NewStream: func(*Segment, bool) Stream { return nil }})
 	c := a.cfg
 	if c.MaxStreamBuffer != DefaultMaxStreamBuffer || c.MaxBuffer != DefaultMaxBuffer ||
 		c.MaxStreams != DefaultMaxStreams || c.IdleTimeout != DefaultIdleTimeout ||
@@ -315,7 +315,7 @@ func TestStatsShared(t *testing.T) {
 	for w := range 4 {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			a := New(Config{NewStream: func(Flow, bool, time.Time) Stream { return nopStream{} }, Stats: st})
+			a := New(Config{NewStream: func(*Segment, bool) Stream { return nopStream{} }, Stats: st})
 			var s Segment
 			s.Flow = fA
 			s.Flow.Src = netip.AddrPortFrom(s.Flow.Src.Addr(), uint16(w))

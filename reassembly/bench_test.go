@@ -21,7 +21,7 @@ func benchFlows(n int) []Flow {
 	return flows
 }
 
-func nopNewStream(Flow, bool, time.Time) Stream { return nopStream{} }
+func nopNewStream(*Segment, bool) Stream { return nopStream{} }
 
 // openFlows sends a SYN for every flow and returns the segments to reuse,
 // each at its flow's first data byte.

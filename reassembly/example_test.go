@@ -16,8 +16,8 @@ func (s printStream) End()                       { fmt.Printf("%v: end\n", s.flo
 
 func ExampleAssembler() {
 	a := reassembly.New(reassembly.Config{
-		NewStream: func(f reassembly.Flow, midStream bool, _ time.Time) reassembly.Stream {
-			return printStream{f}
+		NewStream: func(first *reassembly.Segment, midStream bool) reassembly.Stream {
+			return printStream{first.Flow}
 		},
 	})
 	defer a.Close()

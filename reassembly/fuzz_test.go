@@ -76,7 +76,8 @@ type fuzzHarness struct {
 	total   int
 }
 
-func (h *fuzzHarness) newStream(f Flow, _ bool, _ time.Time) Stream {
+func (h *fuzzHarness) newStream(seg *Segment, _ bool) Stream {
+	f := seg.Flow
 	for i, ff := range fuzzFlows {
 		if ff == f {
 			s := &fuzzStream{h: h, flow: i, delivered: map[uint32]bool{}}

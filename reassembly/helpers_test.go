@@ -28,7 +28,8 @@ type recorder struct {
 	log []string
 }
 
-func (r *recorder) newStream(f Flow, mid bool, _ time.Time) Stream {
+func (r *recorder) newStream(seg *Segment, mid bool) Stream {
+	f := seg.Flow
 	name, ok := flowNames[f]
 	if !ok {
 		name = f.String()

@@ -74,7 +74,8 @@ func TestRandomSegmentation(t *testing.T) {
 		st := new(Stats)
 		cols := map[Flow]*collector{}
 		srcs := map[Flow][]byte{}
-		a := New(Config{Stats: st, NewStream: func(f Flow, mid bool, _ time.Time) Stream {
+		a := New(Config{Stats: st, NewStream: func(seg *Segment, mid bool) Stream {
+			f := seg.Flow
 			first := cols[f]
 			if first == nil {
 				if mid {

@@ -61,9 +61,32 @@ const (
 // Has reports whether every bit of g is set in f.
 func (f Flags) Has(g Flags) bool { return f&g == g }
 
+// Direction says which side of its connection sent a flow's bytes. The
+// source knows it (the live capture from the hook that copied the packet, a
+// capture file from the side it found to be the client); reassembly only
+// carries it to the Stream.
+type Direction uint8
+
+// Directions of a flow.
+const (
+	// ToServer is the client's side: requests. It is the zero value.
+	ToServer Direction = iota
+	// ToClient is the server's side: answers.
+	ToClient
+)
+
+// String returns "to_server" or "to_client".
+func (d Direction) String() string {
+	if d == ToClient {
+		return "to_client"
+	}
+	return "to_server"
+}
+
 // Segment is one TCP segment (or one piece of a GRO super-packet) of one flow.
 type Segment struct {
 	Flow  Flow
+	Dir   Direction // which side of the connection sent it
 	Seq   uint32 // sequence number of the first payload byte (of the SYN itself when SYN is set)
 	Ack   uint32
 	Flags Flags

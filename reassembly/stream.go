@@ -20,10 +20,12 @@ type Stream interface {
 	End()
 }
 
-// NewStreamFunc creates the Stream for a flow seen for the first time.
-// midStream is true when the flow was joined without its SYN: the first
-// bytes may start in the middle of a message. It must not return nil.
-type NewStreamFunc func(flow Flow, midStream bool, t time.Time) Stream
+// NewStreamFunc creates the Stream for a flow seen for the first time. first
+// is the segment that opens it (its Flow, Dir and Time name the stream; it
+// is valid only during the call). midStream is true when the flow was
+// joined without its SYN: the first bytes may start in the middle of a
+// message. It must not return nil.
+type NewStreamFunc func(first *Segment, midStream bool) Stream
 
 // Stats counts what the assemblers did. One Stats may be shared by several
 // Assemblers (one per worker); every field is updated atomically.

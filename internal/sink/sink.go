@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // answer is the whole answer of the sink to any request.
@@ -94,7 +94,7 @@ type Hooks struct {
 func AnswerWith(c net.Conn, h Hooks) {
 	br := bufio.NewReaderSize(c, 64<<10)
 	bw := bufio.NewWriterSize(c, 16<<10)
-	var chunk httpframe.ChunkedScanner
+	var chunk httpsyntax.ChunkedScanner
 	for {
 		length, chunked, err := readHead(br, h.Header)
 		if err != nil {

@@ -1,4 +1,4 @@
-package httpframe
+package httpsyntax
 
 import "errors"
 
@@ -6,17 +6,17 @@ import "errors"
 var (
 	// ErrChunkedSyntax reports bytes that do not follow the chunked coding
 	// of RFC 9112 7.1.
-	ErrChunkedSyntax = errors.New("httpframe: malformed chunked body")
+	ErrChunkedSyntax = errors.New("malformed chunked body")
 	// ErrChunkedTooLarge reports a chunk-size line longer than 4 KiB, a
 	// chunk size beyond 2^60, or a trailer section over the scanner's
 	// limit.
-	ErrChunkedTooLarge = errors.New("httpframe: chunked body limit exceeded")
+	ErrChunkedTooLarge = errors.New("chunked body limit exceeded")
 )
 
 const (
 	maxChunkLine    = 4096
 	maxChunkSize    = 1 << 60
-	defaultTrailers = DefaultMaxHeaderBytes
+	defaultTrailers = 64 << 10
 )
 
 // Chunked scanner states.
@@ -47,10 +47,10 @@ const (
 // buffered, Scan it, Discard the n bytes consumed, and repeat until done.
 //
 // The zero value is ready to use, with a trailer limit of
-// DefaultMaxHeaderBytes.
+// 64 KiB.
 type ChunkedScanner struct {
 	// MaxTrailerBytes caps the trailer section; zero means
-	// DefaultMaxHeaderBytes.
+	// 64 KiB.
 	MaxTrailerBytes int
 
 	state   uint8
@@ -139,7 +139,7 @@ func (s *ChunkedScanner) Scan(b []byte) (n int, done bool, err error) {
 				s.state = csSizeLF
 			case c == '\n':
 				s.sizeLine()
-			case charClass[c]&cValue == 0:
+			case classes[c]&ClassValue == 0:
 				return s.fail(i, ErrChunkedSyntax)
 			}
 		case csSizeLF:
@@ -180,7 +180,7 @@ func (s *ChunkedScanner) Scan(b []byte) (n int, done bool, err error) {
 			case c == '\n':
 				s.state = csDone
 				return i + 1, true, nil
-			case charClass[c]&cToken != 0:
+			case classes[c]&ClassToken != 0:
 				s.state = csTrailerName
 			default:
 				return s.fail(i, ErrChunkedSyntax)
@@ -189,7 +189,7 @@ func (s *ChunkedScanner) Scan(b []byte) (n int, done bool, err error) {
 			switch {
 			case c == ':':
 				s.state = csTrailerValue
-			case charClass[c]&cToken == 0:
+			case classes[c]&ClassToken == 0:
 				return s.fail(i, ErrChunkedSyntax)
 			}
 		case csTrailerValue:
@@ -198,7 +198,7 @@ func (s *ChunkedScanner) Scan(b []byte) (n int, done bool, err error) {
 				s.state = csTrailerLF
 			case c == '\n':
 				s.state = csTrailer
-			case charClass[c]&cValue == 0:
+			case classes[c]&ClassValue == 0:
 				return s.fail(i, ErrChunkedSyntax)
 			}
 		case csTrailerLF:

@@ -1,4 +1,4 @@
-package httpframe
+package httpsyntax
 
 import (
 	"bufio"
