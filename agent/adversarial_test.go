@@ -69,11 +69,11 @@ func newAdvRig(t *testing.T, cfg advConfig) *advRig {
 		MaxHeaderBytes: cfg.maxHeader,
 		MaxBodyBytes:   cfg.maxBody,
 		Stats:          &r.fs,
-		Emit: func(req *httpframe.Request) {
+		Emit: func(req *httpframe.Request, _ any) {
 			r.mu.Lock()
 			r.count++
 			if r.keep {
-				r.emitted = append(r.emitted, fmt.Sprintf("%s %s %d", req.Bytes(req.Method), req.Bytes(req.Target), req.BodyLen))
+				r.emitted = append(r.emitted, fmt.Sprintf("%s %s %d", req.Bytes(req.MethodSpan), req.Bytes(req.TargetSpan), req.DecodedLen))
 				r.raw = append(r.raw, req.Raw...)
 			}
 			r.mu.Unlock()

@@ -15,7 +15,7 @@ import (
 // shard, reassembly and framing. Sending is left out (see shadow's
 // BenchmarkSender).
 func BenchmarkPipeline(b *testing.B) {
-	framing := &httpframe.Config{Stats: &httpframe.Stats{}, Emit: func(r *httpframe.Request) { r.Release() }}
+	framing := &httpframe.Config{Stats: &httpframe.Stats{}, Emit: func(r *httpframe.Request, _ any) { r.Release() }}
 	p := NewPipeline(PipelineConfig{Shards: 2, Block: true, Framing: framing,
 		Reassembly: reassembly.Config{Stats: &reassembly.Stats{}}})
 	const flows = 256

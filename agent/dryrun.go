@@ -58,17 +58,17 @@ func (p *dryRunPrinter) emit(r *httpframe.Request, rt *route) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rec := DryRunRecord{
-		Time:    r.Time.UTC(),
+		Time:    r.Captured.UTC(),
 		Rule:    rt.rule.Name,
-		Client:  r.Client.String(),
-		Server:  r.Server.String(),
-		Method:  string(r.Bytes(r.Method)),
-		Target:  string(r.Bytes(r.Target)),
-		Proto:   string(r.Bytes(r.Version)),
+		Client:  r.ClientAddr.String(),
+		Server:  r.ServerAddr.String(),
+		Method:  string(r.Bytes(r.MethodSpan)),
+		Target:  string(r.Bytes(r.TargetSpan)),
+		Proto:   string(r.Bytes(r.VersionSpan)),
 		Chunked: r.Chunked,
 		Headers: make([][2]string, 0, len(r.Headers)),
 	}
-	if s, ok := r.Header("Host"); ok {
+	if s, ok := r.HeaderSpan("Host"); ok {
 		rec.Host = string(r.Bytes(s))
 	}
 	for _, h := range r.Headers {
@@ -80,7 +80,7 @@ func (p *dryRunPrinter) emit(r *httpframe.Request, rt *route) {
 	if target != rec.Target {
 		rec.ShadowTarget = target
 	}
-	body := r.Body()
+	body := r.WireBody()
 	if r.Chunked {
 		// The decoded body is what the server sees; errors cannot happen on
 		// a body the framer accepted, and would only shorten the hash input.

@@ -105,6 +105,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range httpframe.NumReasons {
 		counter(c.skipped, f.Skipped[i].Load(), i.String())
 	}
+	for i := range skipReason(numSkipReasons) {
+		counter(c.skipped, s.mirror.skipped[i].Load(), i.String())
+	}
 	var queued, mirrored uint64
 	for _, r := range s.mirror.rules() {
 		sh := &r.shadow

@@ -29,10 +29,8 @@ type mirror struct {
 
 	// table is the rules in force. Keep reads it once per request.
 	table atomic.Pointer[routeTable]
-	// registry holds every route ever made, by id: Request.Route carries
-	// the id from Keep to Emit, so that a reload between the two sends the
-	// request where Keep decided.
-	registry atomic.Pointer[[]*route]
+	// skipped counts the requests that Keep refused, by reason.
+	skipped [numSkipReasons]atomic.Uint64
 
 	mu      sync.Mutex            // serialises apply and close
 	byName  map[string]*ruleStats // counters per rule name, kept across reloads
@@ -46,7 +44,6 @@ type routeTable struct {
 	file   *config.File
 	router *config.Router
 	routes []*route // by rule index
-	ids    []int    // registry id of each route
 }
 
 // route is one rule's way to its shadow.
@@ -67,9 +64,7 @@ type ruleStats struct {
 }
 
 func newMirror(log *slog.Logger, drain time.Duration) *mirror {
-	m := &mirror{log: log, drain: drain, byName: map[string]*ruleStats{}, waitCtx: context.Background()}
-	m.registry.Store(new([]*route))
-	return m
+	return &mirror{log: log, drain: drain, byName: map[string]*ruleStats{}, waitCtx: context.Background()}
 }
 
 // apply makes f the rules in force. Rules that did not change keep their
@@ -87,14 +82,13 @@ func (m *mirror) apply(f *config.File) error {
 		return fmt.Errorf("closed")
 	}
 	old := m.table.Load()
-	t := &routeTable{file: f, router: router, routes: make([]*route, len(f.Rules)), ids: make([]int, len(f.Rules))}
-	reg := *m.registry.Load()
+	t := &routeTable{file: f, router: router, routes: make([]*route, len(f.Rules))}
 	var fresh []*route
 	for i := range f.Rules {
 		rule := &f.Rules[i]
 		if old != nil {
 			if j := slices.IndexFunc(old.routes, func(r *route) bool { return r.rule.Equal(rule) }); j >= 0 {
-				t.routes[i], t.ids[i] = old.routes[j], old.ids[j]
+				t.routes[i] = old.routes[j]
 				continue
 			}
 		}
@@ -106,10 +100,8 @@ func (m *mirror) apply(f *config.File) error {
 			return err
 		}
 		fresh = append(fresh, rt)
-		t.routes[i], t.ids[i] = rt, len(reg)
-		reg = append(reg, rt)
+		t.routes[i] = rt
 	}
-	m.registry.Store(&reg)
 	for _, r := range fresh {
 		r.sender.Start()
 	}
@@ -162,35 +154,34 @@ func (m *mirror) retire(r *route) {
 	}()
 }
 
-// keep is httpframe's Keep: it routes the request by the rules in force and
-// applies the rule's sampling.
-func (m *mirror) keep(r *httpframe.Request) bool {
+// keep is the framers' Keep: it routes the request by the rules in force
+// and applies the rule's sampling. The tag is the route, so that a reload
+// between Keep and Emit still sends the request where Keep decided.
+func (m *mirror) keep(r *httpframe.Request) (any, bool) {
 	t := m.table.Load()
 	if alreadyShadowed(r) {
-		r.SkipAs = httpframe.ReasonShadowed
-		return false
+		m.skipped[skipShadowed].Add(1)
+		return nil, false
 	}
 	i, ok := t.router.Match(r)
 	if !ok {
-		r.SkipAs = httpframe.ReasonNoRule
-		return false
+		m.skipped[skipNoRule].Add(1)
+		return nil, false
 	}
 	rt := t.routes[i]
 	rt.stats.matched.Add(1)
 	if !rt.sampler.Keep(r) {
 		rt.stats.sampledOut.Add(1)
-		return false
+		m.skipped[skipSampled].Add(1)
+		return nil, false
 	}
-	r.Route = t.ids[i]
-	return true
+	return rt, true
 }
 
-// route returns the route that Keep chose for a request.
-func (m *mirror) route(r *httpframe.Request) *route { return (*m.registry.Load())[r.Route] }
-
-// emit is httpframe's Emit: it hands the request to its rule's sender.
-func (m *mirror) emit(r *httpframe.Request) {
-	rt := m.route(r)
+// emit is the framers' Emit: it hands the request to the sender of the
+// route that Keep chose.
+func (m *mirror) emit(r *httpframe.Request, tag any) {
+	rt := tag.(*route)
 	if m.wait {
 		rt.sender.SendWait(m.waitCtx, r)
 		return
@@ -202,7 +193,7 @@ func (m *mirror) emit(r *httpframe.Request) {
 // ends in -shadow): mirroring it again would loop when a shadow listens on
 // a watched port of a watched node.
 func alreadyShadowed(r *httpframe.Request) bool {
-	s, ok := r.Header("Host")
+	s, ok := r.HeaderSpan("Host")
 	if !ok {
 		return false
 	}
@@ -284,3 +275,18 @@ func (m *mirror) close(ctx context.Context) error {
 	}
 	return nil
 }
+
+// skipReason says why Keep refused a request. The framers count their own
+// reasons (httpframe.Reason); these are the mirror's decisions.
+type skipReason uint8
+
+const (
+	skipSampled  skipReason = iota // the rule's percentage left it out
+	skipNoRule                     // no rule matches it
+	skipShadowed                   // it is a mirror itself (Host ends in -shadow)
+	numSkipReasons
+)
+
+var skipNames = [numSkipReasons]string{"sampled", "no_rule", "already_shadowed"}
+
+func (r skipReason) String() string { return skipNames[r] }

@@ -80,10 +80,10 @@ func TestMirrorApplyReload(t *testing.T) {
 	if recA.Len() != 2 || recB.Len() != 2 {
 		t.Errorf("shadow A got %d, B %d; want 2 and 2", recA.Len(), recB.Len())
 	}
-	if n := m.framing.Skipped[httpframe.ReasonNoRule].Load(); n != 1 {
+	if n := m.skipped[skipNoRule].Load(); n != 1 {
 		t.Errorf("no_rule %d, want 1", n)
 	}
-	if n := m.framing.Skipped[httpframe.ReasonShadowed].Load(); n != 1 {
+	if n := m.skipped[skipShadowed].Load(); n != 1 {
 		t.Errorf("already_shadowed %d, want 1", n)
 	}
 	byName := map[string]*ruleStats{}

@@ -121,7 +121,7 @@ func TestPipelineDropsWhenBehind(t *testing.T) {
 	emitted := 0
 	framing := &httpframe.Config{
 		Stats: &httpframe.Stats{},
-		Emit: func(r *httpframe.Request) {
+		Emit: func(r *httpframe.Request, _ any) {
 			<-release // the shard stalls on its first request
 			mu.Lock()
 			emitted++

@@ -95,7 +95,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		shards = 1
 		printer = newDryRunPrinter(cfg.DryRun)
 		st.printed = &printer.printed
-		framing.Emit = func(r *httpframe.Request) { printer.emit(r, m.route(r)) }
+		framing.Emit = func(r *httpframe.Request, tag any) { printer.emit(r, tag.(*route)) }
 	} else {
 		// A file can wait for the shadow: nothing is dropped for speed.
 		m.wait, m.waitCtx = true, ctx

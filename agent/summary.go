@@ -163,6 +163,11 @@ func (s *stats) summary() *Summary {
 			skipped[i.String()] = n
 		}
 	}
+	for i := range skipReason(numSkipReasons) {
+		if n := s.mirror.skipped[i].Load(); n > 0 {
+			skipped[i.String()] = n
+		}
+	}
 	var all shadow.Stats
 	for _, r := range s.mirror.rules() {
 		r.shadow.AddTo(&all)

@@ -91,10 +91,10 @@ func (rt *Router) Len() int { return len(rt.routes) }
 // authority, "/" when nothing does), compared byte for byte, undecoded.
 // The server address matches destinations as IPv4 when it is IPv4-mapped.
 func (rt *Router) Match(r *httpframe.Request) (index int, ok bool) {
-	port := r.Server.Port()
-	addr := r.Server.Addr().Unmap().WithZone("")
-	target := r.Bytes(r.Target)
-	method := r.Bytes(r.Method)
+	port := r.ServerAddr.Port()
+	addr := r.ServerAddr.Addr().Unmap().WithZone("")
+	target := r.Bytes(r.TargetSpan)
+	method := r.Bytes(r.MethodSpan)
 	host, path := hostPath(r, target)
 	for i := range rt.routes {
 		if rt.routes[i].match(port, addr, host, path, method) {
@@ -180,7 +180,7 @@ func hostPath(r *httpframe.Request, target []byte) (host, path []byte) {
 		}
 	} else {
 		path = target
-		if v, ok := r.Header("Host"); ok {
+		if v, ok := r.HeaderSpan("Host"); ok {
 			host = r.Bytes(v)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 func frame(t testing.TB, server, raw string) *httpframe.Request {
 	t.Helper()
 	var got *httpframe.Request
-	cfg := &httpframe.Config{Emit: func(r *httpframe.Request) { got = r }}
+	cfg := &httpframe.Config{Emit: func(r *httpframe.Request, _ any) { got = r }}
 	p := httpframe.NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort(server), false)
 	p.Data([]byte(strings.ReplaceAll(raw, "\n", "\r\n")), time.Now())
 	if got == nil {

@@ -41,7 +41,7 @@ func segments(s string) [][]byte {
 
 func benchParser(b *testing.B) (*Parser, *Stats) {
 	st := &Stats{}
-	cfg := &Config{Stats: st, Emit: (*Request).Release, Budget: NewBudget(64 << 20)}
+	cfg := &Config{Stats: st, Emit: release, Budget: NewBudget(64 << 20)}
 	return NewParser(cfg, testClient, testServer, false), st
 }
 
@@ -121,9 +121,9 @@ func TestSteadyStateAllocs(t *testing.T) {
 		"sampled out POST": segments(post16K()),
 	} {
 		st := &Stats{}
-		cfg := &Config{Stats: st, Emit: (*Request).Release}
+		cfg := &Config{Stats: st, Emit: release}
 		if name == "sampled out POST" {
-			cfg.Keep = func(*Request) bool { return false }
+			cfg.Keep = func(*Request) (any, bool) { return nil, false }
 		}
 		p := NewParser(cfg, testClient, testServer, false)
 		now := time.Now()

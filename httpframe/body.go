@@ -7,7 +7,7 @@ package httpframe
 func (p *Parser) headDone(head, rest []byte) int {
 	r := getRequest()
 	r.Raw = head
-	r.Client, r.Server, r.Time = p.client, p.server, p.start
+	r.ClientAddr, r.ServerAddr, r.Captured = p.client, p.server, p.start
 	kind := parseHead(head, r)
 	switch kind {
 	case headBad:
@@ -26,6 +26,11 @@ func (p *Parser) headDone(head, rest []byte) int {
 	}
 	p.stats.Requests.Add(1)
 	p.after = stHead
+	if kind == headH2C {
+		// The body, if any, comes before the switch (RFC 9113 3.2); then
+		// the connection is another framer's, mirrored or not.
+		r.UpgradeH2C, p.after = true, stSwitched
+	}
 	chunked, cl := r.Chunked, r.ContentLength
 	skip := NumReasons
 	switch {
@@ -36,18 +41,17 @@ func (p *Parser) headDone(head, rest []byte) int {
 		skip = ReasonMalformed
 	case cl > p.cfg.maxBody():
 		skip = ReasonBodyTooLarge
-	case p.cfg.Keep != nil:
-		r.SkipAs = ReasonSampled
-		if !p.cfg.Keep(r) {
-			skip = r.SkipAs
-			if skip >= NumReasons {
-				skip = ReasonSampled
-			}
-		}
 	}
-	p.skip = skip != NumReasons
+	keep := skip == NumReasons
+	if keep && p.cfg.Keep != nil {
+		// Refused by the consumer: its decision, counted by the consumer.
+		r.tag, keep = p.cfg.Keep(r)
+	}
+	p.skip = !keep
 	if p.skip {
-		p.skipped(skip)
+		if skip != NumReasons {
+			p.skipped(skip)
+		}
 		r.Release()
 		p.dropPartial()
 	} else {
@@ -201,16 +205,19 @@ func (p *Parser) bodyDone() {
 		p.cfg.Budget.release(p.held)
 		p.held = 0
 		if r.Chunked {
-			r.BodyLen = p.chunk.Decoded()
+			r.DecodedLen = p.chunk.Decoded()
 		}
 		p.emit(r)
 	}
 	p.skip = false
-	if p.after == stResync {
+	switch p.after {
+	case stResync:
 		p.toResync()
-		return
+	case stSwitched:
+		p.state = stSwitched
+	default:
+		p.state = stHead
 	}
-	p.state = stHead
 }
 
 // emit hands over a complete request.
@@ -218,7 +225,9 @@ func (p *Parser) emit(r *Request) {
 	p.stats.Emitted.Add(1)
 	p.stats.EmittedBytes.Add(uint64(len(r.Raw)))
 	if p.cfg.Emit != nil {
-		p.cfg.Emit(r)
+		tag := r.tag
+		r.tag = nil
+		p.cfg.Emit(r, tag)
 	} else {
 		r.Release()
 	}

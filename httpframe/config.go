@@ -21,13 +21,15 @@ type Config struct {
 	MaxBodyBytes int64
 	// Keep is called once the head of a request that can be mirrored is
 	// parsed, before its body is buffered. Returning false skips the body
-	// without buffering it and nothing is emitted. The Request it receives
-	// holds only the head (Raw is Head()) and is valid only during the call.
-	// Nil keeps every request.
-	Keep func(*Request) bool
-	// Emit receives each complete kept request. Ownership passes to the
-	// callee, which calls Release when done with it. Nil drops them.
-	Emit func(*Request)
+	// without buffering it and nothing is emitted; the consumer counts its
+	// own refusals. tag is the consumer's, handed back with the request to
+	// Emit. The Request it receives holds only the head (Raw is Head()) and
+	// is valid only during the call. Nil keeps every request.
+	Keep func(r *Request) (tag any, keep bool)
+	// Emit receives each complete kept request with the tag Keep gave it.
+	// Ownership passes to the callee, which calls Release when done with
+	// it. Nil drops them.
+	Emit func(r *Request, tag any)
 	// Stats receives the counters; it may be shared by many Parsers. Nil
 	// counts nowhere.
 	Stats *Stats
@@ -82,15 +84,6 @@ const (
 	ReasonIncomplete
 	// ReasonMemory counts requests dropped because the Budget was exhausted.
 	ReasonMemory
-	// ReasonSampled counts requests for which Config.Keep returned false
-	// (leaving Request.SkipAs alone).
-	ReasonSampled
-	// ReasonNoRule counts requests that Config.Keep refused because no rule
-	// of the configuration matches them.
-	ReasonNoRule
-	// ReasonShadowed counts requests that Config.Keep refused because they
-	// are mirrors themselves (their Host already carries the shadow suffix).
-	ReasonShadowed
 	// NumReasons is the number of reasons.
 	NumReasons
 )
@@ -104,9 +97,6 @@ var reasonNames = [NumReasons]string{
 	ReasonMalformed:      "malformed",
 	ReasonIncomplete:     "incomplete",
 	ReasonMemory:         "memory",
-	ReasonSampled:        "sampled",
-	ReasonNoRule:         "no_rule",
-	ReasonShadowed:       "already_shadowed",
 }
 
 // String returns a short snake_case label, fit for a metric label value.
@@ -127,7 +117,8 @@ type Stats struct {
 	// EmittedBytes counts the Raw bytes of emitted requests.
 	EmittedBytes atomic.Uint64
 	// Skipped counts requests, or streams for ReasonHTTP2, by the reason
-	// they were not emitted.
+	// the framer did not emit them (the consumer's refusals in Keep are
+	// the consumer's to count).
 	Skipped [NumReasons]atomic.Uint64
 	// Resyncs counts plausible request lines found after a loss of framing
 	// (a mid-stream start, a gap, malformed input, a protocol upgrade).

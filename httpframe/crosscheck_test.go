@@ -70,7 +70,7 @@ func TestCrossCheckNetHTTP(t *testing.T) {
 				t.Errorf("%q: %v", r.Raw, err)
 			}
 			if r.Chunked {
-				_, trailers, _ := decodeChunked(r.Body())
+				_, trailers, _ := decodeChunked(r.WireBody())
 				for _, tr := range trailers {
 					k, v, _ := strings.Cut(tr, ":")
 					if got := goReq.Trailer.Get(k); got != strings.Trim(v, " \t") {
@@ -89,14 +89,14 @@ func TestCrossCheckNetHTTP(t *testing.T) {
 // compareHead checks that net/http read the same request line and header
 // fields as r holds. ignore names fields that net/http did not see.
 func compareHead(r *Request, goReq *http.Request, ignore map[string]bool) error {
-	if m := string(r.Bytes(r.Method)); m != goReq.Method {
+	if m := string(r.Bytes(r.MethodSpan)); m != goReq.Method {
 		return fmt.Errorf("method %q, net/http %q", m, goReq.Method)
 	}
-	if v := string(r.Bytes(r.Version)); v != goReq.Proto {
+	if v := string(r.Bytes(r.VersionSpan)); v != goReq.Proto {
 		return fmt.Errorf("version %q, net/http %q", v, goReq.Proto)
 	}
 	if !ignore["target"] {
-		if tg := string(r.Bytes(r.Target)); tg != goReq.RequestURI {
+		if tg := string(r.Bytes(r.TargetSpan)); tg != goReq.RequestURI {
 			return fmt.Errorf("target %q, net/http %q", tg, goReq.RequestURI)
 		}
 	}
@@ -125,7 +125,7 @@ func compareHead(r *Request, goReq *http.Request, ignore map[string]bool) error 
 			return fmt.Errorf("net/http has field %s, the framer has not", k)
 		}
 	}
-	if hv, ok := r.Header("Host"); ok && !ignore["Host"] && goReq.URL.Host == "" {
+	if hv, ok := r.HeaderSpan("Host"); ok && !ignore["Host"] && goReq.URL.Host == "" {
 		if string(r.Bytes(hv)) != goReq.Host {
 			return fmt.Errorf("Host %q, net/http %q", r.Bytes(hv), goReq.Host)
 		}
@@ -153,7 +153,7 @@ func readHead(r *Request) (*http.Request, map[string]bool, error) {
 		switch msg := err.Error(); {
 		case errors.As(err, &ue) && !ignore["target"]:
 			ignore["target"] = true
-			head = slices.Concat(r.Raw[:r.Target.Start], []byte("/"), head[r.Target.End:])
+			head = slices.Concat(r.Raw[:r.TargetSpan.Start], []byte("/"), head[r.TargetSpan.End:])
 		case strings.Contains(msg, "transfer encoding") && r.Chunked && !ignore["Transfer-Encoding"]:
 			ignore["Transfer-Encoding"], ignore["Content-Length"] = true, true
 			head = dropFields(head, "Transfer-Encoding", "Content-Length")

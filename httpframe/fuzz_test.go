@@ -20,6 +20,7 @@ type fuzzRun struct {
 	lastEnd  int       // offset in run after the last emitted request
 	got      []string
 	keeps    int
+	refused  int
 }
 
 func newFuzzRun(t *testing.T, mid bool, budget *Budget) *fuzzRun {
@@ -29,9 +30,13 @@ func newFuzzRun(t *testing.T, mid bool, budget *Budget) *fuzzRun {
 		MaxBodyBytes:   1024,
 		Stats:          &f.stats,
 		Budget:         budget,
-		Keep: func(r *Request) bool {
+		Keep: func(r *Request) (any, bool) {
 			f.keeps++
-			return r.Target.Len()%5 != 0
+			keep := r.TargetSpan.Len()%5 != 0
+			if !keep {
+				f.refused++
+			}
+			return nil, keep
 		},
 		Emit: f.emit,
 	}
@@ -55,7 +60,7 @@ func (f *fuzzRun) gap() {
 	f.run, f.lastEnd = f.run[:0], 0
 }
 
-func (f *fuzzRun) emit(r *Request) {
+func (f *fuzzRun) emit(r *Request, _ any) {
 	t := f.t
 	defer r.Release()
 	if _, err := checkRequest(r); err != nil {
@@ -73,8 +78,8 @@ func (f *fuzzRun) emit(r *Request) {
 	if !found {
 		t.Fatalf("emitted %q is not a slice of the input ending in the current call", r.Raw)
 	}
-	if r.Time.After(f.callT) || r.Time.Before(t0) {
-		t.Fatalf("Time %v outside the calls", r.Time)
+	if r.Captured.After(f.callT) || r.Captured.Before(t0) {
+		t.Fatalf("Time %v outside the calls", r.Captured)
 	}
 	goReq, ignore, err := readHead(r)
 	if err != nil {
@@ -83,7 +88,7 @@ func (f *fuzzRun) emit(r *Request) {
 	if err := compareHead(r, goReq, ignore); err != nil {
 		t.Fatalf("%q: %v", r.Raw, err)
 	}
-	f.got = append(f.got, fmt.Sprintf("%q %d", r.Raw, r.BodyLen))
+	f.got = append(f.got, fmt.Sprintf("%q %d", r.Raw, r.DecodedLen))
 }
 
 // end closes the stream and checks the counters.
@@ -95,7 +100,7 @@ func (f *fuzzRun) end() {
 		t.Fatalf("Emitted %d, but %d requests were emitted", c.Emitted, len(f.got))
 	}
 	sk := &f.stats.Skipped
-	framed := c.Emitted + sk[ReasonConnect].Load() + sk[ReasonUpgrade].Load() + sk[ReasonSampled].Load() +
+	framed := c.Emitted + sk[ReasonConnect].Load() + sk[ReasonUpgrade].Load() + uint64(f.refused) +
 		sk[ReasonBodyTooLarge].Load()
 	if framed > c.Requests {
 		t.Fatalf("more requests ended (%d) than heads were parsed: %v", framed, c)

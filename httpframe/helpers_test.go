@@ -35,13 +35,13 @@ type harness struct {
 func newHarness(mid bool, tweak func(*Config)) *harness {
 	h := &harness{}
 	h.cfg.Stats = &h.stats
-	h.cfg.Emit = func(r *Request) { h.got = append(h.got, r) }
-	h.cfg.Keep = func(r *Request) bool {
+	h.cfg.Emit = func(r *Request, _ any) { h.got = append(h.got, r) }
+	h.cfg.Keep = func(r *Request) (any, bool) {
 		h.keepCalls++
 		if len(r.Raw) != r.HeadEnd {
 			panic("Keep sees more than the head")
 		}
-		return h.keep == nil || h.keep(r)
+		return nil, h.keep == nil || h.keep(r)
 	}
 	if tweak != nil {
 		tweak(&h.cfg)
@@ -116,18 +116,18 @@ func checkRequest(r *Request) ([]byte, error) {
 	if !bytes.HasSuffix(head, []byte("\n\n")) && !bytes.HasSuffix(head, []byte("\n\r\n")) {
 		return nil, fmt.Errorf("head does not end with a blank line: %q", head)
 	}
-	if r.Method.Start != 0 || r.Method.Len() == 0 || !httpsyntax.IsToken(r.Bytes(r.Method)) || raw[r.Method.End] != ' ' {
-		return nil, fmt.Errorf("bad method span %v", r.Method)
+	if r.MethodSpan.Start != 0 || r.MethodSpan.Len() == 0 || !httpsyntax.IsToken(r.Bytes(r.MethodSpan)) || raw[r.MethodSpan.End] != ' ' {
+		return nil, fmt.Errorf("bad method span %v", r.MethodSpan)
 	}
-	if r.Target.Start != r.Method.End+1 || r.Target.Len() == 0 || raw[r.Target.End] != ' ' ||
-		bytes.ContainsAny(r.Bytes(r.Target), " \r\n\t") {
-		return nil, fmt.Errorf("bad target span %v", r.Target)
+	if r.TargetSpan.Start != r.MethodSpan.End+1 || r.TargetSpan.Len() == 0 || raw[r.TargetSpan.End] != ' ' ||
+		bytes.ContainsAny(r.Bytes(r.TargetSpan), " \r\n\t") {
+		return nil, fmt.Errorf("bad target span %v", r.TargetSpan)
 	}
-	if r.Version.Start != r.Target.End+1 || string(r.Bytes(r.Version)) != "HTTP/1."+strconv.Itoa(r.Minor) ||
+	if r.VersionSpan.Start != r.TargetSpan.End+1 || string(r.Bytes(r.VersionSpan)) != "HTTP/1."+strconv.Itoa(r.Minor) ||
 		r.Minor > 1 {
-		return nil, fmt.Errorf("bad version span %v, minor %d", r.Version, r.Minor)
+		return nil, fmt.Errorf("bad version span %v, minor %d", r.VersionSpan, r.Minor)
 	}
-	next := r.Version.End
+	next := r.VersionSpan.End
 	if raw[next] == '\r' {
 		next++
 	}
@@ -154,10 +154,10 @@ func checkRequest(r *Request) ([]byte, error) {
 	if rest := string(raw[next:r.HeadEnd]); rest != "\r\n" && rest != "\n" {
 		return nil, fmt.Errorf("blank line expected after the headers, got %q", rest)
 	}
-	if r.Client != testClient || r.Server != testServer {
-		return nil, fmt.Errorf("endpoints %v -> %v", r.Client, r.Server)
+	if r.ClientAddr != testClient || r.ServerAddr != testServer {
+		return nil, fmt.Errorf("endpoints %v -> %v", r.ClientAddr, r.ServerAddr)
 	}
-	body := r.Body()
+	body := r.WireBody()
 	switch {
 	case r.Chunked:
 		if r.ContentLength != -1 {
@@ -167,16 +167,16 @@ func checkRequest(r *Request) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if int64(len(data)) != r.BodyLen {
-			return nil, fmt.Errorf("BodyLen %d, decoded %d", r.BodyLen, len(data))
+		if int64(len(data)) != r.DecodedLen {
+			return nil, fmt.Errorf("BodyLen %d, decoded %d", r.DecodedLen, len(data))
 		}
 		return data, nil
 	case r.ContentLength >= 0:
-		if int64(len(body)) != r.ContentLength || r.BodyLen != r.ContentLength {
-			return nil, fmt.Errorf("body %d bytes, ContentLength %d, BodyLen %d", len(body), r.ContentLength, r.BodyLen)
+		if int64(len(body)) != r.ContentLength || r.DecodedLen != r.ContentLength {
+			return nil, fmt.Errorf("body %d bytes, ContentLength %d, BodyLen %d", len(body), r.ContentLength, r.DecodedLen)
 		}
 	default:
-		if len(body) != 0 || r.BodyLen != 0 || r.ContentLength != -1 {
+		if len(body) != 0 || r.DecodedLen != 0 || r.ContentLength != -1 {
 			return nil, fmt.Errorf("unframed body of %d bytes", len(body))
 		}
 	}

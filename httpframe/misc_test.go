@@ -17,15 +17,15 @@ func TestHeaderLookup(t *testing.T) {
 	}
 	r := h.got[0]
 	for name, want := range map[string]string{"X-REQUEST-ID": "abc", "host": "a", "empty": ""} {
-		s, ok := r.Header(name)
+		s, ok := r.HeaderSpan(name)
 		if !ok || string(r.Bytes(s)) != want {
 			t.Errorf("Header(%q) = %q, %v; want %q", name, r.Bytes(s), ok, want)
 		}
 	}
-	if _, ok := r.Header("X-Request"); ok {
+	if _, ok := r.HeaderSpan("X-Request"); ok {
 		t.Errorf("Header matched a prefix")
 	}
-	if n := testing.AllocsPerRun(100, func() { r.Header("x-request-id") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { r.HeaderSpan("x-request-id") }); n != 0 {
 		t.Errorf("Header allocates %.1f times", n)
 	}
 }
@@ -48,7 +48,7 @@ func TestReasonLabels(t *testing.T) {
 		seen[s] = true
 	}
 	for _, want := range []string{"connect", "upgrade", "http2", "body_too_large", "header_too_large",
-		"malformed", "incomplete", "memory", "sampled"} {
+		"malformed", "incomplete", "memory"} {
 		if !seen[want] {
 			t.Errorf("no Reason labelled %q", want)
 		}
@@ -62,8 +62,8 @@ func TestBudgetShared(t *testing.T) {
 	budget := NewBudget(4096)
 	var stats Stats
 	var emitted []string
-	cfg := &Config{Stats: &stats, Budget: budget, Emit: func(r *Request) {
-		emitted = append(emitted, string(r.Bytes(r.Target)))
+	cfg := &Config{Stats: &stats, Budget: budget, Emit: func(r *Request, _ any) {
+		emitted = append(emitted, string(r.Bytes(r.TargetSpan)))
 		r.Release()
 	}}
 	a := NewParser(cfg, testClient, testServer, false)
@@ -96,7 +96,7 @@ func TestBudgetShared(t *testing.T) {
 // Stats, Budget and Config; run it with -race.
 func TestConcurrentParsers(t *testing.T) {
 	var stats Stats
-	cfg := &Config{Stats: &stats, Budget: NewBudget(1 << 20), Emit: (*Request).Release}
+	cfg := &Config{Stats: &stats, Budget: NewBudget(1 << 20), Emit: release}
 	in := getA + postCL + postChunked + getB
 	var wg sync.WaitGroup
 	const workers, rounds = 4, 200

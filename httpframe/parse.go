@@ -15,6 +15,7 @@ const (
 	headReject                  // framed soundly, but a server would refuse it
 	headConnect                 // CONNECT: a tunnel follows
 	headUpgrade                 // a protocol upgrade may follow the body
+	headH2C                     // an upgrade to HTTP/2: the request is stream 1
 )
 
 // scanHeadEnd looks for the blank line that ends a header block. nl carries
@@ -64,6 +65,8 @@ type framing struct {
 	teChunked   bool // the last transfer coding is chunked
 	hosts       int  // Host field lines
 	upgrade     bool // a non-empty Upgrade field
+	upgradeH2C  bool // Upgrade lists "h2c"
+	settings    int  // HTTP2-Settings fields
 	connUpgrade bool // Connection lists "upgrade"
 	bad         bool // a framing field is invalid
 }
@@ -73,9 +76,9 @@ type framing struct {
 func parseHead(raw []byte, r *Request) headKind {
 	sp1 := bytes.IndexByte(raw, ' ')
 	sp2 := sp1 + 1 + bytes.IndexByte(raw[sp1+1:], ' ')
-	r.Method = Span{0, sp1}
-	r.Target = Span{sp1 + 1, sp2}
-	r.Version = Span{sp2 + 1, sp2 + 9}
+	r.MethodSpan = Span{0, sp1}
+	r.TargetSpan = Span{sp1 + 1, sp2}
+	r.VersionSpan = Span{sp2 + 1, sp2 + 9}
 	r.Minor = int(raw[sp2+8] - '0')
 	i := sp2 + 9
 	if raw[i] == '\r' {
@@ -130,9 +133,9 @@ func parseHead(raw []byte, r *Request) headKind {
 	r.HeadEnd = i
 	r.ContentLength = -1
 	r.Chunked = false
-	r.BodyLen = 0
+	r.DecodedLen = 0
 
-	method := raw[r.Method.Start:r.Method.End]
+	method := raw[r.MethodSpan.Start:r.MethodSpan.End]
 	if string(method) == "CONNECT" {
 		return headConnect
 	}
@@ -146,13 +149,18 @@ func parseHead(raw []byte, r *Request) headKind {
 		r.Chunked = true
 	case f.clCount > 0:
 		r.ContentLength = f.cl
-		r.BodyLen = f.cl
+		r.DecodedLen = f.cl
 	}
 	// A server ignores Upgrade in HTTP/1.0 (RFC 9110 7.8).
 	if f.upgrade && f.connUpgrade && r.Minor == 1 {
+		// An upgrade to h2c carries exactly one HTTP2-Settings (RFC 7540
+		// 3.2.1); the request itself is then HTTP/2's stream 1.
+		if f.upgradeH2C && f.settings == 1 && f.hosts == 1 && validTarget(raw[r.TargetSpan.Start:r.TargetSpan.End]) {
+			return headH2C
+		}
 		return headUpgrade
 	}
-	if f.hosts > 1 || f.hosts == 0 && r.Minor == 1 || !validTarget(raw[r.Target.Start:r.Target.End]) {
+	if f.hosts > 1 || f.hosts == 0 && r.Minor == 1 || !validTarget(raw[r.TargetSpan.Start:r.TargetSpan.End]) {
 		return headReject
 	}
 	return headOK
@@ -169,6 +177,13 @@ func (f *framing) field(raw []byte, h Header) {
 	case 7:
 		if httpsyntax.EqualFold(name, "upgrade") && len(value) > 0 {
 			f.upgrade = true
+			f.upgradeH2C = f.upgradeH2C || httpsyntax.HasToken(value, "h2c")
+		}
+	case 14:
+		if httpsyntax.EqualFold(name, "http2-settings") {
+			f.settings++
+		} else if httpsyntax.EqualFold(name, "content-length") {
+			f.contentLength(raw, h.Value)
 		}
 	case 10:
 		if httpsyntax.EqualFold(name, "connection") {
@@ -177,10 +192,6 @@ func (f *framing) field(raw []byte, h Header) {
 					f.connUpgrade = true
 				}
 			})
-		}
-	case 14:
-		if httpsyntax.EqualFold(name, "content-length") {
-			f.contentLength(raw, h.Value)
 		}
 	case 17:
 		if httpsyntax.EqualFold(name, "transfer-encoding") {

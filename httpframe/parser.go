@@ -11,12 +11,13 @@ import (
 type state uint8
 
 const (
-	stHead    state = iota // a request head, or empty lines before one
-	stBody                 // Content-Length body bytes
-	stChunked              // chunked body bytes
-	stResync               // framing is lost: look for a request line
-	stOpaque               // a tunnel or HTTP/2: ignore everything
-	stDone                 // End was called
+	stHead     state = iota // a request head, or empty lines before one
+	stBody                  // Content-Length body bytes
+	stChunked               // chunked body bytes
+	stResync                // framing is lost: look for a request line
+	stOpaque                // a tunnel or HTTP/2: ignore everything
+	stSwitched              // the client asked for HTTP/2 (h2c): what follows is not ours
+	stDone                  // End was called
 )
 
 // Parser frames the HTTP/1.x requests of one client-to-server byte stream.
@@ -67,7 +68,14 @@ func NewParser(cfg *Config, client, server netip.AddrPort, midStream bool) *Pars
 // Data frames the next bytes of the stream. b is only read during the call.
 // t is the capture time of these bytes; it becomes the Time of a request
 // whose first byte is in b.
-func (p *Parser) Data(b []byte, t time.Time) {
+func (p *Parser) Data(b []byte, t time.Time) { p.Feed(b, t) }
+
+// Feed is Data for a caller that may hand the rest of the stream to another
+// framer: it returns how many bytes of b were HTTP/1. That is all of them,
+// unless a request switched the connection to HTTP/2 (Switched): the bytes
+// from the returned count on follow the switch.
+func (p *Parser) Feed(b []byte, t time.Time) int {
+	all := len(b)
 	for len(b) > 0 {
 		var n int
 		switch p.state {
@@ -81,18 +89,33 @@ func (p *Parser) Data(b []byte, t time.Time) {
 			n = p.resync(b, t)
 		case stOpaque:
 			p.stats.OpaqueBytes.Add(uint64(len(b)))
-			return
+			return all
+		case stSwitched:
+			return all - len(b)
 		default:
-			return
+			return all
 		}
 		b = b[n:]
+	}
+	return all
+}
+
+// Switched reports whether a request asked to switch the connection to
+// HTTP/2 (Upgrade: h2c) and the parser has stopped after it. Resume makes
+// it frame HTTP/1 again, for a server that refused the upgrade.
+func (p *Parser) Switched() bool { return p.state == stSwitched }
+
+// Resume goes back to framing HTTP/1 requests after Switched.
+func (p *Parser) Resume() {
+	if p.state == stSwitched {
+		p.state = stHead
 	}
 }
 
 // Gap reports that bytes were lost before the next Data. A request in
 // progress is dropped, and the parser looks for the next request line.
 func (p *Parser) Gap() {
-	if p.state == stOpaque || p.state == stDone {
+	if p.state == stOpaque || p.state == stDone || p.state == stSwitched {
 		return
 	}
 	p.abort()
@@ -102,7 +125,7 @@ func (p *Parser) Gap() {
 // End reports that the stream is over. A request in progress is dropped,
 // and every buffer goes back to its pool.
 func (p *Parser) End() {
-	if p.state != stOpaque && p.state != stDone {
+	if p.state != stOpaque && p.state != stDone && p.state != stSwitched {
 		p.abort()
 	}
 	p.dropPartial()

@@ -6,42 +6,90 @@ import (
 	"time"
 )
 
-// Keep can route a request (Route reaches Emit) or refuse it with its own
-// reason (SkipAs is counted instead of sampled).
-func TestKeepRoutesAndNamesItsReason(t *testing.T) {
+// release is an Emit that drops the request.
+func release(r *Request, _ any) { r.Release() }
+
+// Keep's tag reaches Emit with its request, and a request Keep refuses is
+// the consumer's to count: the framer counts it in no reason of its own.
+func TestKeepTagReachesEmit(t *testing.T) {
 	st := &Stats{}
-	var routes []int
+	type rule struct{ name string }
+	a := &rule{"a"}
+	var tags []any
 	cfg := &Config{
 		Stats: st,
-		Keep: func(r *Request) bool {
-			switch string(r.Bytes(r.Target)) {
-			case "/a":
-				r.Route = 7
-				return true
-			case "/nomatch":
-				r.SkipAs = ReasonNoRule
-				return false
+		Keep: func(r *Request) (any, bool) {
+			if string(r.Target()) == "/a" {
+				return a, true
 			}
-			return false
+			return nil, false
 		},
-		Emit: func(r *Request) {
-			routes = append(routes, r.Route)
+		Emit: func(r *Request, tag any) {
+			tags = append(tags, tag)
 			r.Release()
 		},
 	}
 	p := NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
 	p.Data([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"+
 		"GET /nomatch HTTP/1.1\r\nHost: x\r\n\r\n"+
-		"POST /sampled HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
+		"POST /refused HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
 		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"), time.Now())
 	p.End()
-	if len(routes) != 2 || routes[0] != 7 || routes[1] != 7 {
-		t.Errorf("routes %v, want [7 7]", routes)
+	if len(tags) != 2 || tags[0] != a || tags[1] != a {
+		t.Errorf("tags %v, want the rule twice", tags)
 	}
-	if got := st.Skipped[ReasonNoRule].Load(); got != 1 {
-		t.Errorf("no_rule %d, want 1", got)
+	if got := st.Requests.Load(); got != 4 {
+		t.Errorf("requests %d, want 4", got)
 	}
-	if got := st.Skipped[ReasonSampled].Load(); got != 1 {
-		t.Errorf("sampled %d, want 1", got)
+	for r := Reason(0); r < NumReasons; r++ {
+		if n := st.Skipped[r].Load(); n != 0 {
+			t.Errorf("skipped %s = %d, want 0", r, n)
+		}
 	}
+}
+
+// Feed stops at an h2c upgrade: the request is emitted with UpgradeH2C,
+// Feed returns where HTTP/2 starts, and Resume frames HTTP/1 again (for a
+// server that refused the upgrade).
+func TestFeedSwitch(t *testing.T) {
+	var got []*Request
+	cfg := &Config{Emit: func(r *Request, _ any) { got = append(got, r) }}
+	p := NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
+	in := h2cUpgrade + h2Preface + h2Frames
+	if n := p.Feed([]byte(in), time.Now()); n != len(h2cUpgrade) {
+		t.Fatalf("Feed consumed %d bytes, want %d", n, len(h2cUpgrade))
+	}
+	if !p.Switched() {
+		t.Fatal("not Switched after an h2c upgrade")
+	}
+	if n := p.Feed([]byte(h2Preface), time.Now()); n != 0 {
+		t.Errorf("Feed after the switch consumed %d bytes, want 0", n)
+	}
+	if len(got) != 1 || !got[0].UpgradeH2C || string(got[0].Target()) != "/h" {
+		t.Fatalf("emitted %v, want the upgrade request", got)
+	}
+	p.Resume()
+	if n := p.Feed([]byte(getA), time.Now()); n != len(getA) || p.Switched() {
+		t.Fatalf("after Resume: consumed %d of %d, switched %v", n, len(getA), p.Switched())
+	}
+	if len(got) != 2 || got[1].UpgradeH2C {
+		t.Fatalf("after Resume emitted %d requests", len(got))
+	}
+	for _, r := range got {
+		r.Release()
+	}
+	p.End()
+}
+
+// An upgrade to h2c needs exactly one HTTP2-Settings; without it the
+// request is a plain refused upgrade, as before.
+func TestH2CUpgradeNeedsSettings(t *testing.T) {
+	st := &Stats{}
+	cfg := &Config{Stats: st, Emit: release}
+	p := NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
+	p.Data([]byte("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"), time.Now())
+	if p.Switched() || st.Skipped[ReasonUpgrade].Load() != 1 {
+		t.Errorf("switched %v, upgrade skips %d", p.Switched(), st.Skipped[ReasonUpgrade].Load())
+	}
+	p.End()
 }

@@ -16,7 +16,7 @@ type splitCase struct {
 	pairs bool // also try every pair of split points
 }
 
-func noPOST(r *Request) bool { return string(r.Bytes(r.Method)) != "POST" }
+func noPOST(r *Request) bool { return string(r.Bytes(r.MethodSpan)) != "POST" }
 
 var splitCases = []splitCase{
 	{name: "POST with Content-Length", in: postCL, pairs: true},
@@ -78,10 +78,10 @@ func runPieces(t *testing.T, sc splitCase, cuts []int) outcome {
 		for piece < len(cuts) && cuts[piece] <= off {
 			piece++
 		}
-		if want := t0.Add(time.Duration(piece) * time.Second); !r.Time.Equal(want) {
-			t.Errorf("cuts %v: request at %d has Time %v, want %v", cuts, off, r.Time, want)
+		if want := t0.Add(time.Duration(piece) * time.Second); !r.Captured.Equal(want) {
+			t.Errorf("cuts %v: request at %d has Time %v, want %v", cuts, off, r.Captured, want)
 		}
-		o.reqs = append(o.reqs, fmt.Sprintf("%q body=%d", r.Raw, r.BodyLen))
+		o.reqs = append(o.reqs, fmt.Sprintf("%q body=%d", r.Raw, r.DecodedLen))
 	}
 	o.counts = snapshot(&h.stats)
 	o.keeps = h.keepCalls

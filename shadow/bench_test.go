@@ -100,7 +100,7 @@ func BenchmarkSender(b *testing.B) {
 			reqs := make([]*httpframe.Request, 64)
 			for i := range reqs {
 				reqs[i] = parseRequest(b, benchRequest)
-				reqs[i].Client = clientAddr(i)
+				reqs[i].ClientAddr = clientAddr(i)
 			}
 			s.Start()
 			st := s.Stats()

@@ -234,7 +234,7 @@ func (w *worker) writeBatch() {
 	}
 	for i := range w.batch {
 		it := w.batch[i]
-		w.push(record{item: it, written: now, head: string(it.req.Bytes(it.req.Method)) == "HEAD"})
+		w.push(record{item: it, written: now, head: string(it.req.Bytes(it.req.MethodSpan)) == "HEAD"})
 	}
 	w.mu.Unlock()
 	// From here on the reader may complete and release the batch's requests:

@@ -16,7 +16,7 @@ func TestSenderWithFramer(t *testing.T) {
 	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 2})
 	s.Start()
 	keep, _ := NewSampler(100, "header:x-request-id")
-	cfg := &httpframe.Config{Keep: keep.Keep, Emit: func(r *httpframe.Request) { s.Send(r) }}
+	cfg := &httpframe.Config{Keep: func(r *httpframe.Request) (any, bool) { return nil, keep.Keep(r) }, Emit: func(r *httpframe.Request, _ any) { s.Send(r) }}
 	client := netip.MustParseAddrPort("[2001:db8::1]:50000")
 	p := httpframe.NewParser(cfg, client, testServer, false)
 	stream := "GET /a HTTP/1.1\r\nHost: shop.example\r\nX-Request-Id: 1\r\n\r\n" +

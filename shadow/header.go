@@ -10,7 +10,7 @@ func releaseRequest(r *httpframe.Request) { r.Release() }
 // headerValue returns the value of the first field of r named name (ASCII
 // case-insensitive).
 func headerValue(r *httpframe.Request, name string) ([]byte, bool) {
-	sp, ok := r.Header(name)
+	sp, ok := r.HeaderSpan(name)
 	if !ok {
 		return nil, false
 	}

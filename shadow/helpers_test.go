@@ -36,7 +36,7 @@ func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
 func parseRequest(t testing.TB, raw string) *httpframe.Request {
 	t.Helper()
 	b := []byte(raw)
-	r := &httpframe.Request{Raw: b, ContentLength: -1, Client: testClient, Server: testServer}
+	r := &httpframe.Request{Raw: b, ContentLength: -1, ClientAddr: testClient, ServerAddr: testServer}
 	lineEnd := func(from int) (end, next int) {
 		i := bytes.IndexByte(b[from:], '\n')
 		if i < 0 {
@@ -55,9 +55,9 @@ func parseRequest(t testing.TB, raw string) *httpframe.Request {
 	if sp1 <= 0 || sp2 <= sp1 {
 		t.Fatalf("parseRequest: bad request line %q", b[:end])
 	}
-	r.Method = httpframe.Span{Start: 0, End: sp1}
-	r.Target = httpframe.Span{Start: sp1 + 1, End: sp2}
-	r.Version = httpframe.Span{Start: sp2 + 1, End: end}
+	r.MethodSpan = httpframe.Span{Start: 0, End: sp1}
+	r.TargetSpan = httpframe.Span{Start: sp1 + 1, End: sp2}
+	r.VersionSpan = httpframe.Span{Start: sp2 + 1, End: end}
 	r.Minor = int(b[end-1] - '0')
 	for {
 		end, next := lineEnd(pos)
@@ -98,7 +98,7 @@ func parseRequest(t testing.TB, raw string) *httpframe.Request {
 	if r.Chunked {
 		r.ContentLength = -1
 	}
-	r.BodyLen = int64(len(b) - r.HeadEnd)
+	r.DecodedLen = int64(len(b) - r.HeadEnd)
 	return r
 }
 
@@ -116,7 +116,7 @@ func request(t testing.TB, client netip.AddrPort, seq int, body string) *httpfra
 			strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	}
 	r := parseRequest(t, raw)
-	r.Client = client
+	r.ClientAddr = client
 	return r
 }
 

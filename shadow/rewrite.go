@@ -272,13 +272,13 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 
 	// Request line: as captured, except the authority of an absolute-form
 	// target.
-	hs, he, abs := absoluteHost(raw, r.Target)
+	hs, he, abs := absoluteHost(raw, r.TargetSpan)
 	if abs {
-		dst = append(dst, raw[r.Method.Start:hs]...)
+		dst = append(dst, raw[r.MethodSpan.Start:hs]...)
 		dst = w.appendHost(dst, raw[hs:he])
 		dst = append(dst, raw[he:lineEnd]...)
 	} else {
-		dst = append(dst, raw[r.Method.Start:lineEnd]...)
+		dst = append(dst, raw[r.MethodSpan.Start:lineEnd]...)
 	}
 
 	if !hasHost {
@@ -287,16 +287,16 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 			dst = append(dst, "Host: "...)
 			dst = w.appendHost(dst, raw[hs:he])
 			dst = append(dst, "\r\n"...)
-		case r.Server.IsValid():
+		case r.ServerAddr.IsValid():
 			var buf [64]byte
-			srv := netip.AddrPortFrom(r.Server.Addr().Unmap().WithZone(""), r.Server.Port())
+			srv := netip.AddrPortFrom(r.ServerAddr.Addr().Unmap().WithZone(""), r.ServerAddr.Port())
 			dst = append(dst, "Host: "...)
 			dst = w.appendHost(dst, srv.AppendTo(buf[:0]))
 			dst = append(dst, "\r\n"...)
 		}
 	}
 
-	xff := w.xff && r.Client.IsValid()
+	xff := w.xff && r.ClientAddr.IsValid()
 	var setDone uint64
 	last := lineEnd
 	for i := range r.Headers {
@@ -331,7 +331,7 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 				dst = append(dst, raw[h.Value.Start:h.Value.End]...)
 				dst = append(dst, ", "...)
 			}
-			dst = appendClientAddr(dst, r.Client)
+			dst = appendClientAddr(dst, r.ClientAddr)
 			dst = appendFieldEnd(dst, raw, h)
 		default:
 			dst = append(dst, raw[h.Line.Start:h.Line.End]...)
@@ -339,7 +339,7 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 	}
 	if xff && lastXFF < 0 {
 		dst = append(dst, "X-Forwarded-For: "...)
-		dst = appendClientAddr(dst, r.Client)
+		dst = appendClientAddr(dst, r.ClientAddr)
 		dst = append(dst, "\r\n"...)
 	}
 	if r.Minor == 0 {
@@ -414,8 +414,8 @@ func requestLineEnd(r *httpframe.Request) int {
 	if len(r.Headers) > 0 {
 		return r.Headers[0].Line.Start
 	}
-	if i := bytes.IndexByte(r.Raw[r.Version.End:r.HeadEnd], '\n'); i >= 0 {
-		return r.Version.End + i + 1
+	if i := bytes.IndexByte(r.Raw[r.VersionSpan.End:r.HeadEnd], '\n'); i >= 0 {
+		return r.VersionSpan.End + i + 1
 	}
 	return r.HeadEnd
 }

@@ -233,10 +233,10 @@ func TestAppendRequest(t *testing.T) {
 			}
 			r := parseRequest(t, in)
 			if tc.client.IsValid() {
-				r.Client = tc.client
+				r.ClientAddr = tc.client
 			}
 			if tc.server.IsValid() {
-				r.Server = tc.server
+				r.ServerAddr = tc.server
 			}
 			w, err := NewRewriter(tc.cfg)
 			if err != nil {
@@ -315,7 +315,7 @@ func TestAppendRequestDoesNotAllocate(t *testing.T) {
 		"GET / HTTP/1.0\n\n",
 	} {
 		r := parseRequest(t, crlf(raw))
-		r.Server = netip.MustParseAddrPort("[fd00::2]:8080")
+		r.ServerAddr = netip.MustParseAddrPort("[fd00::2]:8080")
 		buf := make([]byte, 0, 4096)
 		if n := testing.AllocsPerRun(1000, func() { buf = w.AppendRequest(buf[:0], r) }); n != 0 {
 			t.Errorf("%q: %v allocations per AppendRequest", raw, n)

@@ -337,11 +337,11 @@ func (s *Sender) pick(r *httpframe.Request) int {
 		return 0
 	}
 	var key [36]byte
-	c, v := r.Client.Addr().As16(), r.Server.Addr().As16()
+	c, v := r.ClientAddr.Addr().As16(), r.ServerAddr.Addr().As16()
 	copy(key[0:16], c[:])
 	copy(key[16:32], v[:])
-	binary.LittleEndian.PutUint16(key[32:], r.Client.Port())
-	binary.LittleEndian.PutUint16(key[34:], r.Server.Port())
+	binary.LittleEndian.PutUint16(key[32:], r.ClientAddr.Port())
+	binary.LittleEndian.PutUint16(key[34:], r.ServerAddr.Port())
 	return int(maphash.Bytes(s.seed, key[:]) % uint64(len(s.workers)))
 }
 
