@@ -592,7 +592,7 @@ func TestAdversarialNoiseMirrored(t *testing.T) {
 	defer srv.Close()
 	m := newMirror(slog.New(slog.DiscardHandler), time.Second)
 	rule := config.Rule{Name: "default", Percentage: 100, HostSuffix: true,
-		Shadow: config.Shadow{URL: srv.URL, Workers: 2, Timeout: 5 * time.Second}}
+		Shadow: config.Shadow{URL: srv.URL, Timeout: 5 * time.Second}}
 	if err := m.apply(&config.File{Rules: []config.Rule{rule}}); err != nil {
 		t.Fatal(err)
 	}

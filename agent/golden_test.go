@@ -40,7 +40,7 @@ func cliDryRunRules() *config.File {
 		Name:       "default",
 		Percentage: 100,
 		HostSuffix: true,
-		Shadow:     config.Shadow{URL: "http://shadow.invalid", Workers: 4, Timeout: 15 * time.Second, Queue: 64 << 20},
+		Shadow:     config.Shadow{URL: "http://shadow.invalid", Timeout: 15 * time.Second, Queue: 64 << 20},
 		Headers:    config.Headers{XForwardedFor: true},
 	}}}
 }

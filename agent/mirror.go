@@ -121,7 +121,7 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rule %q: %w", rule.Name, err)
 	}
-	rw, err := shadow.NewRewriter(rule.RewriteConfig())
+	rw, err := shadow.NewRewriter(rewriteConfig(rule))
 	if err != nil {
 		return nil, fmt.Errorf("rule %q: %w", rule.Name, err)
 	}
@@ -131,7 +131,7 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 		m.byName[rule.Name] = st
 		m.names = append(m.names, rule.Name)
 	}
-	sc := rule.SenderConfig()
+	sc := senderConfig(rule)
 	sc.Rewriter, sc.Stats = rw, &st.shadow
 	sender, err := shadow.NewSender(sc)
 	if err != nil {

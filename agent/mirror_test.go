@@ -16,7 +16,7 @@ import (
 func rule(name, url string, port uint16, hosts ...string) config.Rule {
 	return config.Rule{Name: name, Percentage: 100, HostSuffix: true, Headers: config.Headers{XForwardedFor: true},
 		Match:  config.Match{Ports: []uint16{port}, Hosts: hosts},
-		Shadow: config.Shadow{URL: url, Workers: 1, Timeout: 5 * time.Second}}
+		Shadow: config.Shadow{URL: url, Timeout: 5 * time.Second}}
 }
 
 // frame parses raw client bytes sent to server into requests, through the

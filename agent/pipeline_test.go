@@ -43,7 +43,7 @@ func TestPipelineMirrorsSegments(t *testing.T) {
 
 	m := newMirror(slog.Default(), time.Second)
 	rule := config.Rule{Name: "default", Percentage: 100, HostSuffix: true, Headers: config.Headers{XForwardedFor: true},
-		Shadow: config.Shadow{URL: srv.URL, Workers: 2, Timeout: 5 * time.Second}}
+		Shadow: config.Shadow{URL: srv.URL, Timeout: 5 * time.Second}}
 	if err := m.apply(&config.File{Rules: []config.Rule{rule}}); err != nil {
 		t.Fatal(err)
 	}

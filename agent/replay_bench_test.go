@@ -102,7 +102,7 @@ func writeBenchCapture(b *testing.B, path string) (size int64, requests int) {
 // benchRules is one rule that mirrors everything to url.
 func benchRules(url string) *config.File {
 	return &config.File{Rules: []config.Rule{{Name: "default", Percentage: 100, HostSuffix: true,
-		Shadow:  config.Shadow{URL: url, Workers: 4, Timeout: 15 * time.Second, Queue: 64 << 20},
+		Shadow:  config.Shadow{URL: url, Timeout: 15 * time.Second, Queue: 64 << 20},
 		Headers: config.Headers{XForwardedFor: true}}}}
 }
 

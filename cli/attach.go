@@ -11,6 +11,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/agent"
 	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/config"
 )
 
 const catCapture = "Capture"
@@ -51,7 +52,7 @@ func captureConfig(c *ucli.Context, needPorts bool) (agent.CaptureConfig, error)
 	if cfg.AttachMode, err = bpf.ParseAttachMode(c.String("attach-mode")); err != nil {
 		return cfg, usageError{err}
 	}
-	ring, err := parseSize(c.String("ring-size"))
+	ring, err := config.ParseSize(c.String("ring-size"))
 	if err != nil {
 		return cfg, usagef("--ring-size: %v", err)
 	}

@@ -2,9 +2,10 @@ package cli
 
 import (
 	"bytes"
-	ucli "github.com/urfave/cli/v2"
 	"strings"
 	"testing"
+
+	ucli "github.com/urfave/cli/v2"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -40,7 +41,10 @@ func TestBadInputIsAUsageError(t *testing.T) {
 		{"set header without value", with("--set-header", "X-Shadow"), "NAME=VALUE"},
 		{"set header bad name", with("--set-header", "X Shadow=1"), "header"},
 		{"empty host literal", with("--host", ""), "--host"},
-		{"workers", with("--shadow-workers", "0"), "--shadow-workers"},
+		{"workers retired", with("--shadow-workers", "4"), "--shadow-max-connections"},
+		{"max connections", with("--shadow-max-connections", "0"), "--shadow-max-connections"},
+		{"shadow protocol", with("--shadow-protocol", "h3"), "--shadow-protocol"},
+		{"host literal", with("--host", "a/b"), "--host"},
 		{"unknown flag", with("--shadow-timeoutt", "1s"), "flag provided but not defined"},
 		{"log format", with("--log-format", "xml"), "--log-format"},
 		{"summary format", with("--summary", "yaml"), "--summary"},
@@ -108,7 +112,7 @@ func TestHelpTeaches(t *testing.T) {
 	}
 	for _, want := range []string{"--iface", "--port", "--shadow", "--percent", "--attach-mode", "--metrics-addr",
 		"--ready-file", "--no-host-suffix", "--host", "--set-header", "--remove-header", "--sample-key",
-		"--shadow-workers", "--shadow-timeout", "--max-body", "SHADOWTEE_SHADOW", "Example:"} {
+		"--shadow-max-connections", "--shadow-timeout", "--ordered", "--max-body", "SHADOWTEE_SHADOW", "Example:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("attach --help lacks %q", want)
 		}
@@ -126,15 +130,3 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"8MiB": 8 << 20, "64KiB": 64 << 10, "1GiB": 1 << 30, "1500": 1500, "10MB": 10_000_000, "2k": 2048, "1.5MiB": 3 << 19} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "MiB", "-1", "1XB", "1e99GiB"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
-		}
-	}
-}

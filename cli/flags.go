@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"net/netip"
-	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/agent"
 	"github.com/shadowtee/shadowtee/config"
-	"github.com/shadowtee/shadowtee/shadow"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 const (
@@ -33,10 +32,17 @@ func mirrorFlags(maxBuffered string) []ucli.Flag {
 		&ucli.StringFlag{Name: "shadow", Usage: "shadow backend `URL`: http://host:port or https://host:port", EnvVars: env("SHADOW"), Category: catShadow},
 		&ucli.StringFlag{Name: "percent", Value: "100", Usage: "share of requests to mirror, 0 to 100 with decimals, decided per request", EnvVars: env("PERCENT"), Category: catShadow},
 		&ucli.StringFlag{Name: "sample-key", Usage: "decide sampling from a hash of this request header (`header:NAME`, e.g. header:x-request-id), so every node of a fleet decides alike", EnvVars: env("SAMPLE_KEY"), Category: catShadow},
-		&ucli.IntFlag{Name: "shadow-workers", Value: 4, Usage: "persistent connections to the shadow (requests are pipelined on each)", EnvVars: env("SHADOW_WORKERS"), Category: catShadow},
+		&ucli.StringFlag{Name: "shadow-protocol", Usage: "http1 for a shadow that speaks only HTTP/1.1 (HTTP/2 requests are sent as HTTP/1.1, gRPC is skipped), http2 to send everything as HTTP/2; default: as captured", EnvVars: env("SHADOW_PROTOCOL"), Category: catShadow},
 		&ucli.DurationFlag{Name: "shadow-timeout", Value: 15 * time.Second, Usage: "time allowed for each shadow answer", EnvVars: env("SHADOW_TIMEOUT"), Category: catShadow},
-		&ucli.StringFlag{Name: "shadow-queue", Value: "64MiB", Usage: "bytes of requests that may wait for the shadow; beyond, requests are dropped and counted", EnvVars: env("SHADOW_QUEUE"), Category: catShadow},
+		&ucli.DurationFlag{Name: "shadow-idle-timeout", Value: time.Minute, Usage: "close a connection to the shadow that has been unused this long", EnvVars: env("SHADOW_IDLE_TIMEOUT"), Category: catShadow},
+		&ucli.IntFlag{Name: "shadow-max-connections", Value: config.DefaultMaxConnections, Usage: "connections to the shadow at most; the pool grows with the requests in flight (Envoy's circuit breaker)", EnvVars: env("SHADOW_MAX_CONNECTIONS"), Category: catShadow},
+		&ucli.IntFlag{Name: "shadow-max-pending", Value: config.DefaultMaxPending, Usage: "requests that may wait for a connection; beyond, dropped and counted (overflow)", EnvVars: env("SHADOW_MAX_PENDING"), Category: catShadow},
+		&ucli.IntFlag{Name: "shadow-max-requests", Value: config.DefaultMaxRequests, Usage: "requests in flight to the shadow at most; beyond, dropped and counted (overflow)", EnvVars: env("SHADOW_MAX_REQUESTS"), Category: catShadow},
+		&ucli.StringFlag{Name: "shadow-queue", Value: "64MiB", Usage: "bytes of requests held for the shadow, waiting or in flight; beyond, dropped and counted", EnvVars: env("SHADOW_QUEUE"), Category: catShadow},
+		&ucli.IntFlag{Name: "shadow-pipeline", Value: 1, Usage: "requests sent at once on one HTTP/1.1 connection, for shadows that handle pipelining (1: one at a time, as Envoy does)", EnvVars: env("SHADOW_PIPELINE"), Category: catShadow},
+		&ucli.BoolFlag{Name: "ordered", Usage: "keep the mirrors of one client connection in order (each waits for the previous one's answer); default: sent at once, as Envoy does", EnvVars: env("ORDERED"), Category: catShadow},
 		&ucli.BoolFlag{Name: "shadow-insecure", Usage: "do not verify the TLS certificate of an https shadow", EnvVars: env("SHADOW_INSECURE"), Category: catShadow},
+		&ucli.IntFlag{Name: "shadow-workers", Hidden: true, EnvVars: env("SHADOW_WORKERS"), Category: catShadow},
 
 		&ucli.BoolFlag{Name: "no-host-suffix", Usage: "send Host as the client sent it, without the -shadow suffix", EnvVars: env("NO_HOST_SUFFIX"), Category: catRewrite},
 		&ucli.StringFlag{Name: "host", Usage: "set Host (and an absolute target's authority) to this `VALUE` instead of suffixing it", EnvVars: env("HOST"), Category: catRewrite},
@@ -56,7 +62,8 @@ func mirrorFlags(maxBuffered string) []ucli.Flag {
 
 // ruleFlags are the mirror flags that describe one rule; --config replaces
 // them with a rules file.
-var ruleFlags = []string{"shadow", "percent", "sample-key", "shadow-workers", "shadow-timeout", "shadow-queue",
+var ruleFlags = []string{"shadow", "percent", "sample-key", "shadow-protocol", "shadow-timeout", "shadow-idle-timeout",
+	"shadow-max-connections", "shadow-max-pending", "shadow-max-requests", "shadow-queue", "shadow-pipeline", "ordered",
 	"shadow-insecure", "no-host-suffix", "host", "set-header", "remove-header", "no-xff", "pod-ip"}
 
 // rulesConfig returns the rules to apply: those of --config, or one rule,
@@ -84,11 +91,20 @@ func rulesConfig(c *ucli.Context, ports []uint16, needShadow bool) (*config.File
 		Host:       c.String("host"),
 		Shadow: config.Shadow{
 			URL:                c.String("shadow"),
-			Workers:            c.Int("shadow-workers"),
+			Protocol:           c.String("shadow-protocol"),
 			Timeout:            c.Duration("shadow-timeout"),
+			IdleTimeout:        c.Duration("shadow-idle-timeout"),
+			MaxConnections:     c.Int("shadow-max-connections"),
+			MaxPending:         c.Int("shadow-max-pending"),
+			MaxRequests:        c.Int("shadow-max-requests"),
+			Pipeline:           c.Int("shadow-pipeline"),
+			Ordered:            c.Bool("ordered"),
 			InsecureSkipVerify: c.Bool("shadow-insecure"),
 		},
 		Headers: config.Headers{XForwardedFor: !c.Bool("no-xff")},
+	}
+	if c.IsSet("shadow-workers") {
+		return nil, "", usagef("--shadow-workers is gone: connections to the shadow grow with the requests in flight; cap them with --shadow-max-connections")
 	}
 	switch {
 	case r.Shadow.URL == "" && needShadow:
@@ -96,28 +112,44 @@ func rulesConfig(c *ucli.Context, ports []uint16, needShadow bool) (*config.File
 	case r.Shadow.URL == "":
 		r.Shadow.URL = "http://shadow.invalid" // nothing will be sent
 	default:
-		if err := checkShadowURL(r.Shadow.URL); err != nil {
-			return nil, "", err
+		if _, err := httpsyntax.ParseOrigin(r.Shadow.URL); err != nil {
+			return nil, "", usagef("--shadow: %v: want http://host[:port] or https://host[:port]; mirrored requests keep their own target", err)
 		}
 	}
 	var err error
-	if r.Percentage, err = shadow.ParsePercent(c.String("percent")); err != nil {
+	if r.Percentage, err = config.ParsePercent(c.String("percent")); err != nil {
 		return nil, "", usagef("--percent: %v", err)
 	}
-	if r.SampleKey != "" && !strings.HasPrefix(r.SampleKey, "header:") {
-		return nil, "", usagef("--sample-key %q: want header:NAME, e.g. header:x-request-id", r.SampleKey)
+	if err := config.CheckSampleKey(r.SampleKey); err != nil {
+		return nil, "", usagef("--sample-key: %v; want header:NAME, e.g. header:x-request-id", err)
 	}
-	if r.Shadow.Workers < 1 || r.Shadow.Workers > config.MaxWorkers {
-		return nil, "", usagef("--shadow-workers %d: want 1 to %d", r.Shadow.Workers, config.MaxWorkers)
+	switch r.Shadow.Protocol {
+	case "", config.ProtocolHTTP1, config.ProtocolHTTP2:
+	default:
+		return nil, "", usagef("--shadow-protocol %q: want http1 or http2 (or leave it out: as captured)", r.Shadow.Protocol)
 	}
-	if r.Shadow.Timeout <= 0 {
-		return nil, "", usagef("--shadow-timeout %v: must be positive", r.Shadow.Timeout)
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"--shadow-max-connections", r.Shadow.MaxConnections}, {"--shadow-max-pending", r.Shadow.MaxPending},
+		{"--shadow-max-requests", r.Shadow.MaxRequests}, {"--shadow-pipeline", r.Shadow.Pipeline}} {
+		if l.v < 1 || l.v > config.MaxLimit {
+			return nil, "", usagef("%s %d: want 1 to %d", l.name, l.v, config.MaxLimit)
+		}
 	}
-	if r.Shadow.Queue, err = parseSize(c.String("shadow-queue")); err != nil || r.Shadow.Queue < 1 {
+	if r.Shadow.Timeout <= 0 || r.Shadow.IdleTimeout <= 0 {
+		return nil, "", usagef("--shadow-timeout and --shadow-idle-timeout must be positive")
+	}
+	if r.Shadow.Queue, err = config.ParseSize(c.String("shadow-queue")); err != nil || r.Shadow.Queue < 1 {
 		return nil, "", usagef("--shadow-queue: %v", orPositive(err, c.String("shadow-queue")))
 	}
 	if c.IsSet("host") && r.Host == "" {
 		return nil, "", usagef("--host: the literal Host must not be empty")
+	}
+	if r.Host != "" {
+		if err := httpsyntax.CheckAuthority(r.Host); err != nil {
+			return nil, "", usagef("--host: %v", err)
+		}
 	}
 	if r.Host != "" {
 		r.HostSuffix = false
@@ -131,7 +163,7 @@ func rulesConfig(c *ucli.Context, ports []uint16, needShadow bool) (*config.File
 			if !ok {
 				return nil, "", usagef("--set-header %q: want NAME=VALUE", line)
 			}
-			r.Headers.Set = append(r.Headers.Set, shadow.HeaderValue{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
+			r.Headers.Set = append(r.Headers.Set, config.Header{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
 		}
 	}
 	r.Headers.Remove = splitList(c.StringSlice("remove-header"))
@@ -142,10 +174,7 @@ func rulesConfig(c *ucli.Context, ports []uint16, needShadow bool) (*config.File
 		}
 		r.Match.Destinations = append(r.Match.Destinations, prefix)
 	}
-	if _, err := shadow.NewRewriter(r.RewriteConfig()); err != nil {
-		return nil, "", usageError{err}
-	}
-	if _, err := shadow.NewSampler(r.Percentage, r.SampleKey); err != nil {
+	if err := config.CheckHeaders(r.Headers); err != nil {
 		return nil, "", usageError{err}
 	}
 	return &config.File{Name: "command line", Rules: []config.Rule{r}}, "", nil
@@ -171,7 +200,7 @@ func setMemoryLimit(c *ucli.Context) error {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return nil
 	}
-	n, err := parseSize(c.String("memory-limit"))
+	n, err := config.ParseSize(c.String("memory-limit"))
 	if err != nil {
 		return usagef("--memory-limit: %v", err)
 	}
@@ -190,10 +219,10 @@ func limits(c *ucli.Context) (agent.Limits, error) {
 		IdleTimeout: c.Duration("idle-timeout"),
 	}
 	var err error
-	if l.MaxBody, err = parseSize(c.String("max-body")); err != nil || l.MaxBody < 1 {
+	if l.MaxBody, err = config.ParseSize(c.String("max-body")); err != nil || l.MaxBody < 1 {
 		return l, usagef("--max-body: %v", orPositive(err, c.String("max-body")))
 	}
-	if l.MaxBuffered, err = parseSize(c.String("max-buffered")); err != nil || l.MaxBuffered < l.MaxBody {
+	if l.MaxBuffered, err = config.ParseSize(c.String("max-buffered")); err != nil || l.MaxBuffered < l.MaxBody {
 		if err == nil {
 			err = fmt.Errorf("%s is less than --max-body", c.String("max-buffered"))
 		}
@@ -206,18 +235,6 @@ func limits(c *ucli.Context) (agent.Limits, error) {
 		return l, usagef("--gap-timeout and --idle-timeout must be positive")
 	}
 	return l, setMemoryLimit(c)
-}
-
-// checkShadowURL accepts http://host[:port] and https://host[:port].
-func checkShadowURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usagef("--shadow %q: want http://host[:port] or https://host[:port]", s)
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return usagef("--shadow %q: no path or query: mirrored requests keep their own target", s)
-	}
-	return nil
 }
 
 func orPositive(err error, s string) error {

@@ -10,6 +10,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/shadowtee/shadowtee/agent"
+	"github.com/shadowtee/shadowtee/config"
 )
 
 func recordCommand() *ucli.Command {
@@ -61,7 +62,7 @@ func runRecord(c *ucli.Context) error {
 		dst  *int64
 	}{{"max-bytes", &cfg.MaxBytes}, {"rotate-bytes", &cfg.RotateBytes}} {
 		if v := c.String(f.name); v != "" {
-			if *f.dst, err = parseSize(v); err != nil || *f.dst <= 0 {
+			if *f.dst, err = config.ParseSize(v); err != nil || *f.dst <= 0 {
 				return usagef("--%s: %v", f.name, orPositive(err, v))
 			}
 		}

@@ -15,9 +15,15 @@
 //	      destinations: ["10.244.1.0/24"]
 //	    shadow:
 //	      url: http://httpbin.shadow.svc.cluster.local:8000
-//	      workers: 4
+//	      protocol: http1                # optional: the shadow speaks only HTTP/1.1
 //	      timeout: 15s
+//	      idleTimeout: 30s
+//	      maxConnections: 1024           # Envoy's circuit breakers
+//	      maxPending: 1024
+//	      maxRequests: 1024
 //	      queue: 64MiB
+//	      pipeline: 1
+//	      ordered: false
 //	      insecureSkipVerify: false
 //	    percentage: 100
 //	    sampleKey: "header:x-request-id"
@@ -29,27 +35,51 @@
 //
 // Parsing is strict: an unknown key, a value of the wrong type or out of
 // range, or a rule that cannot work is an error that names the file, the
-// line and what to write instead. What the shadow package checks (URL,
-// percentage, sampling key, Host literal, header rules) is checked by calling
-// it, so that a file accepted here is accepted by the agent.
+// line and what to write instead. The syntax it checks (URL, Host literal,
+// header names and values) is httpsyntax's, which the sender uses too; a test
+// of the agent builds every accepted rule, so that a file accepted here is
+// accepted by the agent.
+//
+// config is a leaf: it must not import the framers, the sender or the agent.
 package config
 
 import (
-	"crypto/tls"
+	"errors"
+	"fmt"
+	"math"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/shadowtee/shadowtee/shadow"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // MaxPorts is how many distinct ports all rules of a file may name together:
-// the size of the kernel's port map (bpf.MaxPorts, which a test keeps equal).
+// the size of the kernel's port map (the bpf package's, which a test keeps
+// equal). The command line's --port has the same limit.
 const MaxPorts = 64
 
-// MaxWorkers bounds Shadow.Workers, as --shadow-workers does.
-const MaxWorkers = 1024
+// Defaults of the shadow's limits: Envoy's cluster circuit breakers. A zero
+// field of Shadow means the default.
+const (
+	DefaultMaxConnections = 1024
+	DefaultMaxPending     = 1024
+	DefaultMaxRequests    = 1024
+)
+
+// MaxLimit bounds the counts of Shadow (connections, pending, in flight,
+// pipeline depth).
+const MaxLimit = 1 << 16
+
+// Shadow protocols. Empty means: as the request was captured.
+const (
+	ProtocolHTTP1 = "http1"
+	ProtocolHTTP2 = "http2"
+)
 
 // File is a parsed, valid rules file.
 type File struct {
@@ -104,20 +134,43 @@ type Match struct {
 	Destinations []netip.Prefix
 }
 
-// Shadow is where matching requests are mirrored, and how. It is comparable:
-// two rules with equal Shadow values can share a sender.
+// Shadow is where matching requests are mirrored, and how. It is
+// comparable: two rules with equal Shadow values could share a sender. Zero
+// values mean the sender's defaults.
 type Shadow struct {
-	URL                string
-	Workers            int           // absent: shadow.DefaultWorkers
-	Timeout            time.Duration // absent: shadow.DefaultTimeout
-	Queue              int64         // bytes; absent: shadow.DefaultQueueBytes
+	URL string
+	// Protocol is ProtocolHTTP1 for a shadow that speaks only HTTP/1.1 (an
+	// HTTP/2 request is then sent as HTTP/1.1), ProtocolHTTP2, or empty: as
+	// captured.
+	Protocol string
+	// Timeout bounds each request; IdleTimeout closes unused connections.
+	Timeout     time.Duration
+	IdleTimeout time.Duration
+	// Circuit breakers, as Envoy's: connections, requests waiting for a
+	// connection, requests in flight.
+	MaxConnections int
+	MaxPending     int
+	MaxRequests    int
+	// Queue caps the bytes of requests held for the shadow.
+	Queue int64
+	// Pipeline is how many requests one HTTP/1.1 connection carries at
+	// once (0 or 1: one, as Envoy does).
+	Pipeline int
+	// Ordered keeps the requests of one client connection in order.
+	Ordered            bool
 	InsecureSkipVerify bool
+}
+
+// Header is one header field to set on mirrored requests.
+type Header struct {
+	Name  string
+	Value string
 }
 
 // Headers change the header fields of mirrored requests.
 type Headers struct {
 	// Set holds the fields to set, in file order.
-	Set []shadow.HeaderValue
+	Set []Header
 	// Remove holds the names of the fields to remove.
 	Remove []string
 	// XForwardedFor appends the client address to X-Forwarded-For
@@ -148,49 +201,13 @@ func Parse(data []byte, name string) (*File, error) {
 // Ports returns the ports of the rule.
 func (r *Rule) Ports() []uint16 { return slices.Clone(r.Match.Ports) }
 
-// RewriteConfig returns how the rule changes requests, for
-// shadow.NewRewriter.
-func (r *Rule) RewriteConfig() shadow.RewriteConfig {
-	return shadow.RewriteConfig{
-		NoHostSuffix:  !r.HostSuffix,
-		Host:          r.Host,
-		SetHeaders:    slices.Clone(r.Headers.Set),
-		RemoveHeaders: slices.Clone(r.Headers.Remove),
-		NoXFF:         !r.Headers.XForwardedFor,
-	}
-}
-
-// SenderConfig returns the sender settings of the rule. The caller adds the
-// Rewriter, Stats and, in tests, Dial.
-func (r *Rule) SenderConfig() shadow.SenderConfig {
-	sc := shadow.SenderConfig{
-		URL:        r.Shadow.URL,
-		Workers:    r.Shadow.Workers,
-		Timeout:    r.Shadow.Timeout,
-		QueueBytes: r.Shadow.Queue,
-	}
-	if r.Shadow.InsecureSkipVerify {
-		// The user asked for it in the rules file, for a shadow with a
-		// self-signed certificate.
-		sc.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec
-	}
-	return sc
-}
-
 // Equal reports whether r and o configure the same behaviour (Line aside),
-// so that a reload can keep what did not change.
+// so that a reload can keep what did not change. It compares every field,
+// so that a field added later cannot be forgotten here.
 func (r *Rule) Equal(o *Rule) bool {
-	return r.Name == o.Name && r.Shadow == o.Shadow &&
-		r.Percentage == o.Percentage && r.SampleKey == o.SampleKey &&
-		r.HostSuffix == o.HostSuffix && r.Host == o.Host &&
-		slices.Equal(r.Match.Ports, o.Match.Ports) &&
-		slices.Equal(r.Match.Hosts, o.Match.Hosts) &&
-		r.Match.PathPrefix == o.Match.PathPrefix &&
-		slices.Equal(r.Match.Methods, o.Match.Methods) &&
-		slices.Equal(r.Match.Destinations, o.Match.Destinations) &&
-		slices.Equal(r.Headers.Set, o.Headers.Set) &&
-		slices.Equal(r.Headers.Remove, o.Headers.Remove) &&
-		r.Headers.XForwardedFor == o.Headers.XForwardedFor
+	a, b := *r, *o
+	a.Line, b.Line = 0, 0
+	return reflect.DeepEqual(a, b)
 }
 
 // Ports returns the ports of all rules, sorted and distinct: what the kernel
@@ -236,4 +253,108 @@ func comparePrefix(a, b netip.Prefix) int {
 		return c
 	}
 	return a.Bits() - b.Bits()
+}
+
+// ParsePercent parses a sampling percentage written as a plain decimal
+// number from 0 to 100, such as "100", "12.5" or "0.01". Exponents, signs,
+// hex floats, NaN and infinities are refused, as are values outside 0..100:
+// a typo in a percentage must be a configuration error, not a silent clamp.
+func ParsePercent(s string) (float64, error) {
+	if s == "" {
+		return 0, errors.New("shadow percentage is empty: want a number from 0 to 100")
+	}
+	digits, dot := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, fmt.Errorf("shadow percentage %q is not a decimal number from 0 to 100", s)
+		}
+	}
+	if digits == 0 {
+		return 0, fmt.Errorf("shadow percentage %q is not a decimal number from 0 to 100", s)
+	}
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("shadow percentage %q: %w", s, err)
+	}
+	if err := CheckPercent(p); err != nil {
+		return 0, err
+	}
+	return p, nil
+}
+
+// CheckPercent refuses NaN, infinities and values outside 0..100.
+func CheckPercent(p float64) error {
+	switch {
+	case math.IsNaN(p):
+		return errors.New("shadow percentage is NaN: want a number from 0 to 100")
+	case math.IsInf(p, 0):
+		return fmt.Errorf("shadow percentage is %v: want a number from 0 to 100", p)
+	case p < 0 || p > 100:
+		return fmt.Errorf("shadow percentage %v is out of range: want a number from 0 to 100", p)
+	}
+	return nil
+}
+
+// CheckSampleKey accepts "" (a random decision per request) and
+// "header:NAME".
+func CheckSampleKey(key string) error {
+	if key == "" {
+		return nil
+	}
+	name, ok := strings.CutPrefix(key, "header:")
+	if !ok {
+		return fmt.Errorf("shadow sampling key %q: want \"\" or \"header:NAME\"", key)
+	}
+	if !httpsyntax.IsToken(name) {
+		return fmt.Errorf("shadow sampling key %q: %q is not a valid header name", key, name)
+	}
+	return nil
+}
+
+// checkSetHeader refuses a field that configuration may not set: one that
+// frames the request or belongs to the connection, or a value with
+// control characters.
+func checkSetHeader(h Header) error {
+	if !httpsyntax.IsToken(h.Name) {
+		return fmt.Errorf("set header %q: not a valid header name", h.Name)
+	}
+	if httpsyntax.IsFramingField(h.Name) || httpsyntax.IsConnectionField(h.Name) {
+		return fmt.Errorf("set header %q: this field cannot be set", h.Name)
+	}
+	if err := httpsyntax.CheckFieldValue(h.Value); err != nil {
+		return fmt.Errorf("set header %q: %w", h.Name, err)
+	}
+	return nil
+}
+
+// CheckHeaders checks a whole set of header rules: each field valid, none
+// set twice, none both set and removed.
+func CheckHeaders(h Headers) error {
+	for _, name := range h.Remove {
+		if !httpsyntax.IsToken(name) {
+			return fmt.Errorf("remove header %q: not a valid header name", name)
+		}
+		if httpsyntax.IsFramingField(name) {
+			return fmt.Errorf("remove header %q: this field cannot be removed", name)
+		}
+	}
+	for i, hv := range h.Set {
+		if err := checkSetHeader(hv); err != nil {
+			return err
+		}
+		for _, prev := range h.Set[:i] {
+			if httpsyntax.EqualFold(prev.Name, hv.Name) {
+				return fmt.Errorf("set header %q: given twice", hv.Name)
+			}
+		}
+		if slices.ContainsFunc(h.Remove, func(n string) bool { return httpsyntax.EqualFold(n, hv.Name) }) {
+			return fmt.Errorf("set header %q: also listed in remove headers", hv.Name)
+		}
+	}
+	return nil
 }

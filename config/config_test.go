@@ -5,13 +5,10 @@ import (
 	"io/fs"
 	"net/netip"
 	"reflect"
-	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/shadowtee/shadowtee/bpf"
-	"github.com/shadowtee/shadowtee/shadow"
 )
 
 func TestLoadExample(t *testing.T) {
@@ -29,22 +26,26 @@ func TestLoadExample(t *testing.T) {
 			Destinations: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")},
 		},
 		Shadow: Shadow{
-			URL:     "http://httpbin.shadow.svc.cluster.local:8000",
-			Workers: 4,
-			Timeout: 15 * time.Second,
-			Queue:   64 << 20,
+			URL:            "http://httpbin.shadow.svc.cluster.local:8000",
+			Timeout:        15 * time.Second,
+			IdleTimeout:    time.Minute,
+			MaxConnections: 256,
+			MaxPending:     512,
+			MaxRequests:    300,
+			Queue:          64 << 20,
+			Pipeline:       1,
 		},
 		Percentage: 100,
 		SampleKey:  "header:x-request-id",
 		HostSuffix: true,
 		Headers: Headers{
-			Set:           []shadow.HeaderValue{{Name: "x-shadow", Value: "1"}},
+			Set:           []Header{{Name: "x-shadow", Value: "1"}},
 			Remove:        []string{"authorization"},
 			XForwardedFor: true,
 		},
 	}, {
 		Name: "api-writes",
-		Line: 23,
+		Line: 27,
 		Match: Match{
 			Ports:      []uint16{8080, 8443},
 			PathPrefix: "/api/",
@@ -52,9 +53,8 @@ func TestLoadExample(t *testing.T) {
 		},
 		Shadow: Shadow{
 			URL:                "https://api.shadow.example",
-			Workers:            shadow.DefaultWorkers,
-			Timeout:            shadow.DefaultTimeout,
-			Queue:              shadow.DefaultQueueBytes,
+			Protocol:           ProtocolHTTP1,
+			Ordered:            true,
 			InsecureSkipVerify: true,
 		},
 		Percentage: 12.5,
@@ -83,7 +83,7 @@ func TestDefaults(t *testing.T) {
 		Name:       "web",
 		Line:       2,
 		Match:      Match{Ports: []uint16{80}},
-		Shadow:     Shadow{URL: "http://web.shadow:8080", Workers: shadow.DefaultWorkers, Timeout: shadow.DefaultTimeout, Queue: shadow.DefaultQueueBytes},
+		Shadow:     Shadow{URL: "http://web.shadow:8080"},
 		Percentage: 100,
 		HostSuffix: true,
 		Headers:    Headers{XForwardedFor: true},
@@ -115,7 +115,7 @@ func TestParseValues(t *testing.T) {
 		"rules:",
 		"  - name: a",
 		"    match: *m",
-		"    shadow: {url: http://s, workers: 16, timeout: 1m30s, queue: 1GiB}",
+		"    shadow: {url: http://s, maxConnections: 16, timeout: 1m30s, queue: 1GiB}",
 		"    percentage: 0.0001",
 	)
 	// Anchors are fine, but an unknown top-level key is not, even one that
@@ -128,7 +128,7 @@ func TestParseValues(t *testing.T) {
 		"  - name: a",
 		"    match: &m {ports: [9090, 80, 80], hosts: [A.Example., '[FD00:0::1]', 10.0.0.1], methods: [get, GET],",
 		"            destinations: ['::ffff:10.1.0.0/112', 'fd00::/8', 10.0.0.0/8]}",
-		"    shadow: {url: http://s, workers: 16, timeout: 1m30s, queue: 1GiB}",
+		"    shadow: {url: http://s, maxConnections: 16, timeout: 1m30s, queue: 1GiB}",
 		"    percentage: 0.0001",
 		"  - name: b",
 		"    match: *m",
@@ -149,7 +149,7 @@ func TestParseValues(t *testing.T) {
 	if !reflect.DeepEqual(a.Match, wantMatch) {
 		t.Errorf("match:\n got %+v\nwant %+v", a.Match, wantMatch)
 	}
-	if a.Shadow.Workers != 16 || a.Shadow.Timeout != 90*time.Second || a.Shadow.Queue != 1<<30 || a.Percentage != 0.0001 {
+	if a.Shadow.MaxConnections != 16 || a.Shadow.Timeout != 90*time.Second || a.Shadow.Queue != 1<<30 || a.Percentage != 0.0001 {
 		t.Errorf("rule a: %+v", a)
 	}
 	if b := f.Rules[1]; !reflect.DeepEqual(b.Match, wantMatch) || b.Shadow.Queue != 1500 || b.Percentage != 33 {
@@ -180,90 +180,61 @@ func TestUnions(t *testing.T) {
 	}
 }
 
-func TestRuleConfigs(t *testing.T) {
+// Equal compares every field of a rule but Line: a field added to Rule is
+// covered without anyone having to remember Equal.
+func TestRuleEqualCoversEveryField(t *testing.T) {
 	f, err := Load("testdata/rules.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := &f.Rules[0], &f.Rules[1]
-	rc := a.RewriteConfig()
-	want := shadow.RewriteConfig{SetHeaders: []shadow.HeaderValue{{Name: "x-shadow", Value: "1"}}, RemoveHeaders: []string{"authorization"}}
-	if !reflect.DeepEqual(rc, want) {
-		t.Errorf("RewriteConfig = %+v, want %+v", rc, want)
-	}
-	rc.SetHeaders[0].Value = "changed"
-	if a.Headers.Set[0].Value != "1" {
-		t.Error("RewriteConfig shares its slices with the rule")
-	}
-	if rc := b.RewriteConfig(); !rc.NoHostSuffix || rc.Host != "api-shadow.internal:8443" || !rc.NoXFF {
-		t.Errorf("RewriteConfig = %+v", rc)
-	}
-	for _, r := range f.Rules {
-		if _, err := shadow.NewRewriter(r.RewriteConfig()); err != nil {
-			t.Errorf("rule %s: %v", r.Name, err)
-		}
-		sc := r.SenderConfig()
-		if sc.URL != r.Shadow.URL || sc.Workers != r.Shadow.Workers || sc.Timeout != r.Shadow.Timeout || sc.QueueBytes != r.Shadow.Queue {
-			t.Errorf("SenderConfig = %+v for %+v", sc, r.Shadow)
-		}
-		if (sc.TLSConfig != nil && sc.TLSConfig.InsecureSkipVerify) != r.Shadow.InsecureSkipVerify {
-			t.Errorf("rule %s: TLSConfig %+v", r.Name, sc.TLSConfig)
-		}
-		s, err := shadow.NewSender(sc)
-		if err != nil {
-			t.Errorf("rule %s: %v", r.Name, err)
-		} else {
-			_ = s.Close(t.Context())
-		}
-	}
-	if got := b.Ports(); !slices.Equal(got, []uint16{8080, 8443}) {
-		t.Errorf("Ports = %v", got)
-	}
+	b := &f.Rules[1]
 	other := *b
 	other.Line = 99
 	if !b.Equal(&other) {
 		t.Error("Equal depends on Line")
 	}
-	other.Shadow.Workers++
-	if b.Equal(&other) {
-		t.Error("Equal ignores the shadow")
-	}
-}
-
-// TestURLsAgreeWithSender keeps the file's URL check and the sender's
-// acceptance of the URL the same: a file that loads must start.
-func TestURLsAgreeWithSender(t *testing.T) {
-	for _, u := range []string{
-		"http://s", "http://s:8000", "http://s:8000/", "https://s", "https://10.0.0.1:8443",
-		"http://[fd00::1]:8000", "HTTP://s", "http://s.example.com.", "ftp://s", "s:8000", "http://",
-		"http://:80", "http://s/x", "http://s?x", "http://s#x", "http://u@s", "http://s:0", "http://s:65536",
-		"http://s:http", "https://[fd00::1", "//s", "http:s", "",
-	} {
-		_, senderErr := shadow.NewSender(shadow.SenderConfig{URL: u})
-		_, fileErr := Parse([]byte(shadowWith("url: '"+u+"'")), "r.yaml")
-		if (senderErr == nil) != (fileErr == nil) {
-			t.Errorf("URL %q: sender says %v, file says %v", u, senderErr, fileErr)
+	// Change each leaf field in turn, through reflection, so that every
+	// field that exists now and later is tried.
+	var walk func(v reflect.Value, path string)
+	n := 0
+	walk = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				if name := v.Type().Field(i).Name; path != "" || name != "Line" {
+					walk(v.Field(i), path+"."+name)
+				}
+			}
+			return
+		}
+		c := *b
+		c.Match.Ports = slices.Clone(b.Match.Ports)
+		cv := reflect.ValueOf(&c).Elem()
+		for _, name := range strings.Split(path[1:], ".") {
+			cv = cv.FieldByName(name)
+		}
+		switch cv.Kind() {
+		case reflect.String:
+			cv.SetString(cv.String() + "x")
+		case reflect.Bool:
+			cv.SetBool(!cv.Bool())
+		case reflect.Int, reflect.Int64:
+			cv.SetInt(cv.Int() + 1)
+		case reflect.Float64:
+			cv.SetFloat(cv.Float() + 1)
+		case reflect.Slice:
+			cv.Set(reflect.Append(cv, reflect.Zero(cv.Type().Elem())))
+		default:
+			t.Fatalf("%s: kind %v not covered by this test", path, cv.Kind())
+		}
+		n++
+		if b.Equal(&c) {
+			t.Errorf("Equal ignores %s", path)
 		}
 	}
-}
-
-// TestCheckURLStartsNothing guards what checkURL relies on: NewSender starts
-// no goroutine, so a Sender made only to validate can be dropped.
-func TestCheckURLStartsNothing(t *testing.T) {
-	before := runtime.NumGoroutine()
-	for range 100 {
-		if err := checkURL("https://s.example:8443"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if after := runtime.NumGoroutine(); after > before {
-		t.Fatalf("goroutines: %d before, %d after", before, after)
-	}
-}
-
-func TestMaxPortsIsTheKernels(t *testing.T) {
-	if MaxPorts != bpf.MaxPorts {
-		t.Fatalf("config.MaxPorts = %d, bpf.MaxPorts = %d", MaxPorts, bpf.MaxPorts)
+	walk(reflect.ValueOf(*b), "")
+	if n < 20 {
+		t.Errorf("only %d fields tried", n)
 	}
 }
 
@@ -274,14 +245,15 @@ func TestLoadMissing(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"1500": 1500, "64MiB": 64 << 20, "1GiB": 1 << 30, "10MB": 10e6, "2k": 2048, "1.5KiB": 1536, "0": 0} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+	for in, want := range map[string]int64{"1500": 1500, "64MiB": 64 << 20, "1GiB": 1 << 30, "10MB": 10e6, "2k": 2048, "1.5KiB": 1536, "0": 0,
+		"8MiB": 8 << 20, "64KiB": 64 << 10, "1.5MiB": 3 << 19, " 2 GiB ": 2 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "MiB", "-1", "1TiB", "1e3", "9999999999GiB"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
+	for _, in := range []string{"", "MiB", "-1", "1TiB", "1e3", "9999999999GiB", "1XB", "1e99GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
 		}
 	}
 }

@@ -27,14 +27,17 @@ type decoder struct {
 type section struct {
 	name string // "match", "the rule", ...
 	keys []string
+	// retired keys were valid once: they are handed to the section's
+	// decoder, which says what replaced them, and are not offered.
+	retired []string
 }
 
 var (
-	secTop     = section{"the top level", []string{"rules"}}
-	secRule    = section{"a rule", []string{"name", "match", "shadow", "percentage", "sampleKey", "hostSuffix", "host", "headers"}}
-	secMatch   = section{"match", []string{"ports", "hosts", "pathPrefix", "methods", "destinations"}}
-	secShadow  = section{"shadow", []string{"url", "workers", "timeout", "queue", "insecureSkipVerify"}}
-	secHeaders = section{"headers", []string{"set", "remove", "xForwardedFor"}}
+	secTop     = section{"the top level", []string{"rules"}, nil}
+	secRule    = section{"a rule", []string{"name", "match", "shadow", "percentage", "sampleKey", "hostSuffix", "host", "headers"}, nil}
+	secMatch   = section{"match", []string{"ports", "hosts", "pathPrefix", "methods", "destinations"}, nil}
+	secShadow  = section{"shadow", []string{"url", "protocol", "timeout", "idleTimeout", "maxConnections", "maxPending", "maxRequests", "queue", "pipeline", "ordered", "insecureSkipVerify"}, []string{"workers"}}
+	secHeaders = section{"headers", []string{"set", "remove", "xForwardedFor"}, nil}
 )
 
 // field is a key of a mapping and its value.
@@ -219,7 +222,7 @@ func (d *decoder) mapping(f field, sec section, example string) map[string]field
 			d.errorf(k, allowed, "a key in %s must be a name, not %s", sec.name, describe(k))
 		case k.ShortTag() == "!!merge":
 			d.errorf(k, "write the keys out", "merge keys (<<) are not supported")
-		case !slices.Contains(sec.keys, k.Value):
+		case !slices.Contains(sec.keys, k.Value) && !slices.Contains(sec.retired, k.Value):
 			if s := closest(k.Value, sec.keys); s != "" {
 				d.errorf(k, fmt.Sprintf("write %s; %s", s, allowed), "unknown key %q in %s", k.Value, sec.name)
 			} else {

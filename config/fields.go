@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // checkHost validates and normalises a match host: a DNS name, an IPv4
@@ -86,25 +88,12 @@ func checkPathPrefix(p string) (msg, hint string) {
 
 // isToken reports whether s is an HTTP token (RFC 9110): what method and
 // field names are made of.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
+func isToken(s string) bool { return httpsyntax.IsToken(s) }
 
-// parseSize reads a byte count such as "64MiB", "1GiB", "1500" or "10MB",
-// with the units of the command line's size flags.
-func parseSize(s string) (int64, error) {
+// ParseSize reads a byte count such as "64MiB", "1GiB", "1500" or "10MB":
+// binary units (KiB, MiB, GiB, and K, M, G) and decimal ones (KB, MB, GB).
+// The rules file and every size flag of the command line use it.
+func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	num, unit := t, ""

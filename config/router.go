@@ -6,7 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // Router picks the rule of each framed request: the first rule of the file
@@ -83,19 +84,22 @@ func (rt *Router) Len() int { return len(rt.routes) }
 // Match returns the index in File.Rules of the first rule that r matches. It
 // needs only the request head, and does not allocate.
 //
-// The host is the authority of an absolute-form target when there is one
-// (a server must then ignore Host, RFC 9112 section 3.2.2), else the Host
-// field, without port and trailing dot, compared without regard to case. A
-// request with neither matches only rules without hosts. The path is the
-// target up to '?' or '#' (for an absolute-form target, what follows the
-// authority, "/" when nothing does), compared byte for byte, undecoded.
-// The server address matches destinations as IPv4 when it is IPv4-mapped.
-func (rt *Router) Match(r *httpframe.Request) (index int, ok bool) {
-	port := r.ServerAddr.Port()
-	addr := r.ServerAddr.Addr().Unmap().WithZone("")
-	target := r.Bytes(r.TargetSpan)
-	method := r.Bytes(r.MethodSpan)
-	host, path := hostPath(r, target)
+// The host is the request's authority (HTTP/2 :authority; for HTTP/1 the
+// authority of an absolute-form target when there is one, as a server must
+// then ignore Host, RFC 9112 section 3.2.2, else the Host field), without
+// port and trailing dot, compared without regard to case. A request with
+// none matches only rules without hosts. The path is the request's path up
+// to '?' or '#', compared byte for byte, undecoded. The server address
+// matches destinations as IPv4 when it is IPv4-mapped.
+func (rt *Router) Match(r httpmsg.Request) (index int, ok bool) {
+	srv := r.Server()
+	port := srv.Port()
+	addr := srv.Addr().Unmap().WithZone("")
+	method := r.Method()
+	host, path := stripPort(r.Authority()), r.Path()
+	if i := bytes.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
 	for i := range rt.routes {
 		if rt.routes[i].match(port, addr, host, path, method) {
 			return i, true
@@ -150,14 +154,14 @@ func (rr *route) matchHost(host []byte) bool {
 		return false
 	}
 	for _, h := range rr.exact {
-		if equalFold(host, h) {
+		if httpsyntax.EqualFold(host, h) {
 			return true
 		}
 	}
 	for _, s := range rr.suffixes {
 		// The suffix starts with '.', so a match leaves at least one
 		// character before it: "example.com" is not below itself.
-		if len(host) > len(s) && equalFold(host[len(host)-len(s):], s) {
+		if len(host) > len(s) && httpsyntax.EqualFold(host[len(host)-len(s):], s) {
 			return true
 		}
 	}
@@ -170,83 +174,14 @@ func segmentPrefix(path, prefix []byte) bool {
 	return bytes.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
 }
 
-// hostPath returns the host (port, brackets kept, trailing dot and port
-// removed) and the path of r.
-func hostPath(r *httpframe.Request, target []byte) (host, path []byte) {
-	if auth, rest, ok := absolute(target); ok {
-		host, path = auth, rest
-		if len(path) == 0 || path[0] != '/' {
-			path = slash
-		}
-	} else {
-		path = target
-		if v, ok := r.HeaderSpan("Host"); ok {
-			host = r.Bytes(v)
-		}
-	}
-	if i := bytes.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
-	return stripPort(host), path
-}
-
-var slash = []byte("/")
-
-// absolute splits an absolute-form target into its authority (without
-// userinfo) and what follows it.
-func absolute(t []byte) (auth, rest []byte, ok bool) {
-	i := bytes.Index(t, []byte("://"))
-	if i <= 0 || !isScheme(t[:i]) {
-		return nil, nil, false
-	}
-	t = t[i+3:]
-	end := bytes.IndexAny(t, "/?#")
-	if end < 0 {
-		end = len(t)
-	}
-	auth, rest = t[:end], t[end:]
-	if at := bytes.LastIndexByte(auth, '@'); at >= 0 {
-		auth = auth[at+1:]
-	}
-	return auth, rest, true
-}
-
-func isScheme(b []byte) bool {
-	for i, c := range b {
-		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return false
-		}
-	}
-	return true
-}
-
-// stripPort removes the port (the last ':' after the last ']', as the
-// shadow package finds it) and one trailing dot.
+// stripPort removes the port (httpsyntax.PortStart, as the rewriter finds
+// it) and one trailing dot.
 func stripPort(h []byte) []byte {
-	from := bytes.LastIndexByte(h, ']')
-	if i := bytes.LastIndexByte(h[max(from, 0):], ':'); i >= 0 {
-		h = h[:max(from, 0)+i]
+	if i := httpsyntax.PortStart(h); i >= 0 {
+		h = h[:i]
 	}
 	if n := len(h); n > 0 && h[n-1] == '.' {
 		h = h[:n-1]
 	}
 	return h
-}
-
-// equalFold reports whether b equals the lower-case lower without regard to
-// ASCII case.
-func equalFold(b, lower []byte) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

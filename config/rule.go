@@ -10,7 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/shadowtee/shadowtee/shadow"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // Hints reused by several messages.
@@ -59,7 +59,7 @@ func (d *decoder) ruleAt(n *yaml.Node, i int) (Rule, int) {
 	}
 	if k, ok := fs["sampleKey"]; ok {
 		if s, ok := d.str(k, "sampleKey", "write header:NAME, e.g. header:x-request-id"); ok {
-			if _, err := shadow.NewSampler(r.Percentage, s); err != nil {
+			if err := CheckSampleKey(s); err != nil {
 				d.errorf(k.v, "write header:NAME, e.g. header:x-request-id", "sampleKey: %v", err)
 			} else {
 				r.SampleKey = s
@@ -72,7 +72,7 @@ func (d *decoder) ruleAt(n *yaml.Node, i int) (Rule, int) {
 		if s, ok := d.str(h, "host", "write the Host to send, e.g. host: shadow.example:8080"); ok {
 			if s == "" {
 				d.errorf(h.v, "write the Host to send, e.g. host: shadow.example:8080, or remove host to keep the -shadow suffix", "host is empty")
-			} else if _, err := shadow.NewRewriter(shadow.RewriteConfig{Host: s}); err != nil {
+			} else if err := httpsyntax.CheckAuthority(s); err != nil {
 				d.errorf(h.v, "write a host name, with a port if needed, e.g. host: shadow.example:8080", "%v", err)
 			}
 			r.Host = s
@@ -208,7 +208,6 @@ func (d *decoder) match(f field, m *Match) int {
 
 func (d *decoder) shadow(f field, s *Shadow) {
 	fs := d.mapping(f, secShadow, "shadow: {url: http://host:port}")
-	s.Workers, s.Timeout, s.Queue = shadow.DefaultWorkers, shadow.DefaultTimeout, shadow.DefaultQueueBytes
 	if fs == nil {
 		return
 	}
@@ -216,47 +215,43 @@ func (d *decoder) shadow(f field, s *Shadow) {
 	if u, ok := fs["url"]; !ok {
 		d.errorf(f.k, hintURL, "shadow has no url")
 	} else if v, ok := d.str(u, "url", hintURL); ok {
-		if err := checkURL(v); err != nil {
+		if _, err := httpsyntax.ParseOrigin(v); err != nil {
 			d.errorf(u.v, hintURL, "%v", err)
 		} else {
 			s.URL = v
 		}
 	}
 
-	if w, ok := fs["workers"]; ok {
-		hint := fmt.Sprintf("write a number of connections from 1 to %d, e.g. workers: %d", MaxWorkers, shadow.DefaultWorkers)
-		if n, ok := d.scalar(w, "workers", hint); ok {
-			if v, ok := d.integer(n, "workers", hint); ok {
-				if v < 1 || v > MaxWorkers {
-					d.errorf(n, hint, "workers %d is outside 1..%d", v, MaxWorkers)
-				} else {
-					s.Workers = int(v)
-				}
+	if p, ok := fs["protocol"]; ok {
+		const hint = "write protocol: http1 for a shadow that speaks only HTTP/1.1, or protocol: http2"
+		if v, ok := d.str(p, "protocol", hint); ok {
+			switch v {
+			case ProtocolHTTP1, ProtocolHTTP2:
+				s.Protocol = v
+			default:
+				d.errorf(p.v, hint, "protocol %q is not http1 or http2", v)
 			}
 		}
 	}
 
-	if t, ok := fs["timeout"]; ok {
-		const hint = "write a Go duration such as 15s, 500ms or 1m"
-		if n, ok := d.scalar(t, "timeout", hint); ok {
-			v, err := time.ParseDuration(n.Value)
-			switch {
-			case n.ShortTag() == "!!int" || n.ShortTag() == "!!float":
-				d.errorf(n, fmt.Sprintf("write %ss for seconds", n.Value), "timeout %s has no unit", n.Value)
-			case err != nil:
-				d.errorf(n, hint, "timeout %q is not a duration", n.Value)
-			case v <= 0:
-				d.errorf(n, hint, "timeout %s must be positive", n.Value)
-			default:
-				s.Timeout = v
-			}
-		}
+	if w, ok := fs["workers"]; ok {
+		d.errorf(w.k, "remove workers; write maxConnections: N to cap the connections",
+			"workers is gone: connections to the shadow grow with the requests in flight, up to maxConnections (default %d)", DefaultMaxConnections)
 	}
+	s.MaxConnections = d.count(fs["maxConnections"], "maxConnections", "connections", DefaultMaxConnections)
+	s.MaxPending = d.count(fs["maxPending"], "maxPending", "requests waiting for a connection", DefaultMaxPending)
+	s.MaxRequests = d.count(fs["maxRequests"], "maxRequests", "requests in flight", DefaultMaxRequests)
+	if _, ok := fs["pipeline"]; ok {
+		s.Pipeline = d.count(fs["pipeline"], "pipeline", "requests at once on one connection", 1)
+	}
+	s.Ordered = d.boolean(fs["ordered"], "ordered", false)
+	s.Timeout = d.duration(fs["timeout"], "timeout")
+	s.IdleTimeout = d.duration(fs["idleTimeout"], "idleTimeout")
 
 	if q, ok := fs["queue"]; ok {
 		const hint = "write a size such as 64MiB, 1GiB or a number of bytes"
 		if n, ok := d.scalar(q, "queue", hint); ok {
-			v, err := parseSize(n.Value)
+			v, err := ParseSize(n.Value)
 			switch {
 			case err != nil:
 				d.errorf(n, hint, "queue %q is not a size", n.Value)
@@ -275,12 +270,51 @@ func (d *decoder) shadow(f field, s *Shadow) {
 	}
 }
 
-// checkURL validates a shadow URL with the sender itself. NewSender only
-// checks its configuration and allocates: it starts no goroutine and opens
-// nothing until Start (a test keeps it so), so the Sender is simply dropped.
-func checkURL(u string) error {
-	_, err := shadow.NewSender(shadow.SenderConfig{URL: u, Workers: 1, QueueRequests: 1, MaxInFlight: 1})
-	return err
+// count decodes a positive whole number of at most MaxLimit. Absent, it is
+// 0: the sender's default.
+func (d *decoder) count(f field, what, unit string, example int) int {
+	if !f.ok() {
+		return 0
+	}
+	hint := fmt.Sprintf("write a number of %s from 1 to %d, e.g. %s: %d", unit, MaxLimit, what, example)
+	n, ok := d.scalar(f, what, hint)
+	if !ok {
+		return 0
+	}
+	v, ok := d.integer(n, what, hint)
+	if !ok {
+		return 0
+	}
+	if v < 1 || v > MaxLimit {
+		d.errorf(n, hint, "%s %d is outside 1..%d", what, v, MaxLimit)
+		return 0
+	}
+	return int(v)
+}
+
+// duration decodes a positive Go duration. Absent, it is 0: the sender's
+// default.
+func (d *decoder) duration(f field, what string) time.Duration {
+	if !f.ok() {
+		return 0
+	}
+	const hint = "write a Go duration such as 15s, 500ms or 1m"
+	n, ok := d.scalar(f, what, hint)
+	if !ok {
+		return 0
+	}
+	v, err := time.ParseDuration(n.Value)
+	switch {
+	case n.ShortTag() == "!!int" || n.ShortTag() == "!!float":
+		d.errorf(n, fmt.Sprintf("write %ss for seconds", n.Value), "%s %s has no unit", what, n.Value)
+	case err != nil:
+		d.errorf(n, hint, "%s %q is not a duration", what, n.Value)
+	case v <= 0:
+		d.errorf(n, hint, "%s %s must be positive", what, n.Value)
+	default:
+		return v
+	}
+	return 0
 }
 
 func (d *decoder) percentage(f field) float64 {
@@ -296,9 +330,8 @@ func (d *decoder) percentage(f field) float64 {
 		d.errorf(n, hintPercent, "percentage %s is outside 0..100", n.Value)
 		return 100
 	}
-	// The shadow package's parser is the authority on what a percentage
-	// is (no exponents, signs, infinities), as for --percent.
-	p, err := shadow.ParsePercent(n.Value)
+	// The same parser as --percent: no exponents, signs, infinities.
+	p, err := ParsePercent(n.Value)
 	if err != nil {
 		d.errorf(n, hintPercent, "percentage %s is not a plain decimal number", n.Value)
 		return 100
@@ -330,8 +363,8 @@ func (d *decoder) headers(f field, r *Rule) {
 					d.errorf(k, `write a value, "" for an empty one`, "set: header %s has %s as its value", k.Value, describe(v))
 					continue
 				}
-				hv := shadow.HeaderValue{Name: k.Value, Value: v.Value}
-				if _, err := shadow.NewRewriter(shadow.RewriteConfig{SetHeaders: []shadow.HeaderValue{hv}}); err != nil {
+				hv := Header{Name: k.Value, Value: v.Value}
+				if err := checkSetHeader(hv); err != nil {
 					d.errorf(k, "set another header; Host, Content-Length, Transfer-Encoding and connection fields are the agent's", "%v", err)
 					continue
 				}
@@ -345,7 +378,8 @@ func (d *decoder) headers(f field, r *Rule) {
 			d.errorf(n, "write a header name such as authorization", "remove: %s is not a header name", describe(n))
 			continue
 		}
-		if _, err := shadow.NewRewriter(shadow.RewriteConfig{RemoveHeaders: []string{n.Value}}); err != nil {
+		if httpsyntax.IsFramingField(n.Value) {
+			err := fmt.Errorf("remove header %q: this field cannot be removed", n.Value)
 			d.errorf(n, "remove another header; Host, Content-Length and Transfer-Encoding frame the request", "%v", err)
 			continue
 		}
@@ -357,7 +391,7 @@ func (d *decoder) headers(f field, r *Rule) {
 	// What only the whole set can show: a name set twice, or both set and
 	// removed.
 	if len(d.errs) == errs {
-		if _, err := shadow.NewRewriter(r.RewriteConfig()); err != nil {
+		if err := CheckHeaders(r.Headers); err != nil {
 			d.errorf(f.k, "set or remove each header once", "headers: %v", err)
 		}
 	}

@@ -223,6 +223,33 @@ func (a *Assembler) Tick(now time.Time) {
 	a.closed.expire(a.clock)
 }
 
+// NextDeadline returns when Tick next has work to do: a hole's GapTimeout,
+// the least recently active flow's IdleTimeout, or the expiry of a closed
+// flow's memory, whichever comes first, on the clock of the segments. It
+// returns the zero time when nothing is held, so that an idle agent need not
+// wake up at all.
+func (a *Assembler) NextDeadline() time.Time {
+	const never = int64(1<<63 - 1)
+	next := never
+	for _, c := range a.waiting {
+		if d := c.buf.since(c) + a.gapTimeout; d < next {
+			next = d
+		}
+	}
+	if a.head != nil {
+		if d := a.head.lastSeen + a.idleTimeout; d < next {
+			next = d
+		}
+	}
+	if d, ok := a.closed.nextExpiry(); ok && d < next {
+		next = d
+	}
+	if next == never {
+		return time.Time{}
+	}
+	return a.clockTime.Add(time.Duration(next - a.clock))
+}
+
 // Close ends every flow, least recently active first, delivering what is
 // buffered behind holes (after a Gap), and releases the buffers. The
 // Assembler is empty afterwards and may be used again.

@@ -81,6 +81,14 @@ func (c *closedFlows) expire(now int64) {
 	}
 }
 
+// nextExpiry returns when the oldest entry is due to be forgotten.
+func (c *closedFlows) nextExpiry() (int64, bool) {
+	if c.size == 0 {
+		return 0, false
+	}
+	return c.ring[c.head].at + int64(closedTTL) + 1, true
+}
+
 // lookup returns where flow ended, if it closed recently.
 func (c *closedFlows) lookup(flow Flow) (uint32, bool) {
 	e, ok := c.ends[flow]

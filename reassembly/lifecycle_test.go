@@ -306,3 +306,43 @@ var lifecycleCases = []tableCase{
 		},
 	},
 }
+
+// NextDeadline names the next time Tick has work, and nothing when nothing
+// is held: an idle agent can sleep until then, or for good.
+func TestNextDeadline(t *testing.T) {
+	r := &recorder{t: t}
+	a := New(Config{NewStream: r.newStream, GapTimeout: time.Second, IdleTimeout: time.Minute})
+	if d := a.NextDeadline(); !d.IsZero() {
+		t.Fatalf("empty assembler: deadline %v", d)
+	}
+	t0 := time.Unix(1000, 0)
+	f := fA
+	a.Add(&Segment{Flow: f, Seq: 100, Flags: SYN, Time: t0})
+	a.Add(&Segment{Flow: f, Seq: 101, Payload: []byte("abc"), Time: t0})
+	if d := a.NextDeadline(); !d.Equal(t0.Add(time.Minute)) {
+		t.Errorf("idle deadline %v, want %v", d, t0.Add(time.Minute))
+	}
+	// A hole: the gap timeout comes first.
+	a.Add(&Segment{Flow: f, Seq: 110, Payload: []byte("xyz"), Time: t0.Add(time.Second)})
+	if d := a.NextDeadline(); !d.Equal(t0.Add(2 * time.Second)) {
+		t.Errorf("gap deadline %v, want %v", d, t0.Add(2*time.Second))
+	}
+	// Ticking at the deadline gives the hole up; then idle expiry is next.
+	a.Tick(t0.Add(2 * time.Second))
+	if d := a.NextDeadline(); !d.Equal(t0.Add(time.Second + time.Minute)) {
+		t.Errorf("after the gap: deadline %v, want %v", d, t0.Add(time.Second+time.Minute))
+	}
+	// Closed: the memory of the closed flow expires after closedTTL.
+	a.Add(&Segment{Flow: f, Seq: 113, Flags: FIN, Time: t0.Add(3 * time.Second)})
+	if a.Len() != 0 {
+		t.Fatalf("flow not closed")
+	}
+	want := t0.Add(3*time.Second + closedTTL + 1)
+	if d := a.NextDeadline(); !d.Equal(want) {
+		t.Errorf("closed-flow deadline %v, want %v", d, want)
+	}
+	a.Tick(want)
+	if d := a.NextDeadline(); !d.IsZero() {
+		t.Errorf("after everything expired: deadline %v", d)
+	}
+}

@@ -16,16 +16,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/internal/sink"
 )
 
@@ -52,7 +51,10 @@ func run() error {
 		defer stop()
 		return sink.Serve(ctx, *sinkAddr, func(addr string) { fmt.Println("sink listening on", addr) })
 	case *big != "":
-		n, err := parseSize(*size)
+		n, err := config.ParseSize(*size)
+		if err == nil && n <= 0 {
+			err = fmt.Errorf("size %q: must be positive", *size)
+		}
 		if err != nil {
 			return err
 		}
@@ -110,26 +112,4 @@ the file says otherwise. ` + "`recorded-mix.pcapng`" + ` is recorded from real t
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", tc.file, tc.holds, tc.expect)
 	}
 	return b.String()
-}
-
-// parseSize reads a byte count with an optional binary unit.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseFloat(num, 64)
-			if err != nil || n <= 0 {
-				return 0, fmt.Errorf("size %q: want a positive number with B, KiB, MiB or GiB", s)
-			}
-			return int64(n * float64(u.mult)), nil
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("size " + strconv.Quote(s) + ": want a positive number with B, KiB, MiB or GiB")
-	}
-	return n, nil
 }
