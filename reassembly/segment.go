@@ -87,7 +87,7 @@ func (d Direction) String() string {
 type Segment struct {
 	Flow  Flow
 	Dir   Direction // which side of the connection sent it
-	Seq   uint32 // sequence number of the first payload byte (of the SYN itself when SYN is set)
+	Seq   uint32    // sequence number of the first payload byte (of the SYN itself when SYN is set)
 	Ack   uint32
 	Flags Flags
 	// Payload is the TCP payload. The assembler does not keep a reference to
