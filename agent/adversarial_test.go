@@ -48,7 +48,7 @@ type advConfig struct {
 	reassembly reassembly.Config
 	maxHeader  int
 	maxBody    int64
-	tick       time.Duration
+	live       bool  // timers follow the held state, as for a live capture
 	budget     int64 // bytes all partial requests may hold; 0: no cap
 	forget     bool  // count emitted requests without remembering them
 }
@@ -86,7 +86,7 @@ func newAdvRig(t *testing.T, cfg advConfig) *advRig {
 		Backlog:    4 << 20,
 		Reassembly: rc,
 		Framing:    framing,
-		Tick:       cfg.tick,
+		Live:       cfg.live,
 		Stats:      &r.cs,
 	})
 	r.shards = cfg.shards
@@ -778,7 +778,7 @@ func TestAdversarialSynFlood(t *testing.T) {
 	})
 
 	t.Run("idle expiry", func(t *testing.T) {
-		r := newAdvRig(t, advConfig{forget: true, tick: 10 * time.Millisecond,
+		r := newAdvRig(t, advConfig{forget: true, live: true,
 			reassembly: reassembly.Config{IdleTimeout: 200 * time.Millisecond}})
 		before := advHeap()
 		t0 = time.Now()

@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		Backlog:    cfg.Backlog,
 		Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 		Framing:    m.framingConfig(cfg.Limits),
-		Tick:       100 * time.Millisecond,
+		Live:       true,
 		Stats:      &st.capture,
 	})
 	live, err = startCapture(cfg.Capture, pipe, log)

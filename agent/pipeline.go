@@ -10,8 +10,8 @@ import (
 )
 
 // A batch carries segments from the capture goroutine to one shard. The
-// payloads live in the batch's arena: one copy out of the kernel's ring, and
-// no allocation per segment once the pool is warm.
+// payloads live in the batch's arena, copied once out of the capture's
+// buffer, with no allocation per segment once the pool is warm.
 type batch struct {
 	segs  []reassembly.Segment
 	arena []byte
@@ -21,6 +21,11 @@ type batch struct {
 const (
 	batchSegments = 256
 	arenaBytes    = 128 << 10
+	// inlineSegments bounds the segments of one read of the ring that the
+	// capture goroutine reassembles itself: a few, so that a quiet agent
+	// wakes one goroutine per request; past that, the rate is high enough
+	// to pay the hand-off to the shards, which run on other cores.
+	inlineSegments = 32
 )
 
 var batchPool = sync.Pool{New: func() any {
@@ -65,38 +70,55 @@ func (b *batch) add(seg *reassembly.Segment) bool {
 // CaptureStats counts what happened between the capture and the shards.
 type CaptureStats struct {
 	Segments     atomic.Uint64 // segments handed to the pipeline
+	Inline       atomic.Uint64 // of those, reassembled on the capture goroutine itself
+	Batches      atomic.Uint64 // batches handed to shard goroutines
 	BacklogDrops atomic.Uint64 // segments dropped because the shards were behind
 	BacklogBytes atomic.Int64  // payload bytes waiting for the shards now
+	Ticks        atomic.Uint64 // timer wake-ups of the shards (deadlines of held state)
 }
 
-// Pipeline spreads segments over shards by flow, and runs reassembly and
-// HTTP framing in each shard. Push and Flush are called by one goroutine, the
-// capture's; the shards run in their own goroutines.
+// Pipeline spreads segments over shards by connection (both directions of
+// one connection share a shard) and runs reassembly and framing in them.
+// Segment and Flush are called by one goroutine, the capture's.
+//
+// A live pipeline does the work where it costs least. When a segment's
+// shard is idle and the capture has read few segments in this pass, the
+// capture goroutine reassembles it itself, from the capture's buffer, with
+// no copy and no hand-off: at low rates a request then wakes one goroutine.
+// Otherwise the segment is copied into a batch for the shard's goroutine, so
+// that high rates use every core. A shard's segments never overtake each
+// other: a segment goes inline only when nothing of its shard is queued.
+//
+// Nothing runs on a timer while nothing is held: each shard sleeps until the
+// next deadline of what its assembler holds (a hole's gap timeout, the idle
+// expiry of a connection), or for good.
 type Pipeline struct {
 	shards  []*shard
 	pending []*batch
 	block   bool
+	inline  bool
 	budget  int64
 	stats   *CaptureStats
 	wg      sync.WaitGroup
+	passN   int // segments run inline in this pass over the capture
 }
 
 // PipelineConfig configures a Pipeline.
 type PipelineConfig struct {
 	Shards int
-	// Block makes Push wait for a slow shard instead of dropping: right for a
+	// Block makes Flush wait for a slow shard instead of dropping: right for a
 	// file, never for a live capture, which must not fall behind the kernel.
 	Block bool
+	// Live turns on inline work and deadline timers: time passes for held
+	// state even when no segment arrives. A file's time is its segments'.
+	Live bool
 	// Backlog caps the payload bytes queued for the shards. Default 32 MiB.
 	Backlog int64
 	// Reassembly and Framing configure each shard; Reassembly.NewStream is
 	// set by the pipeline.
 	Reassembly reassembly.Config
 	Framing    *httpframe.Config
-	// Tick is how often idle shards check their timeouts (live capture).
-	// Zero: only segment times drive them (files).
-	Tick  time.Duration
-	Stats *CaptureStats
+	Stats      *CaptureStats
 }
 
 // NewPipeline starts the shards.
@@ -114,16 +136,17 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		shards:  make([]*shard, cfg.Shards),
 		pending: make([]*batch, cfg.Shards),
 		block:   cfg.Block,
+		inline:  cfg.Live && !cfg.Block,
 		budget:  cfg.Backlog,
 		stats:   cfg.Stats,
 	}
+	conns := &connConfig{h1: cfg.Framing}
 	// Each shard's queue holds its share of the backlog in full batches.
 	depth := max(4, int(cfg.Backlog/int64(arenaBytes)/int64(cfg.Shards)))
 	for i := range p.shards {
 		rcfg := cfg.Reassembly
-		framing := cfg.Framing
 		rcfg.NewStream = func(first *reassembly.Segment, midStream bool) reassembly.Stream {
-			return httpframe.NewParser(framing, first.Flow.Src, first.Flow.Dst, midStream)
+			return newConn(conns, first, midStream)
 		}
 		// The limits are the agent's: each shard holds its share.
 		if rcfg.MaxBuffer > 0 {
@@ -132,7 +155,11 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		if rcfg.MaxStreams > 0 {
 			rcfg.MaxStreams = max(1, rcfg.MaxStreams/cfg.Shards)
 		}
-		s := &shard{in: make(chan *batch, depth), asm: reassembly.New(rcfg), tick: cfg.Tick, stats: cfg.Stats}
+		s := &shard{in: make(chan *batch, depth), asm: reassembly.New(rcfg), stats: cfg.Stats}
+		if cfg.Live {
+			s.timer = time.NewTimer(time.Hour)
+			s.timer.Stop()
+		}
 		p.shards[i] = s
 		p.wg.Add(1)
 		go func() {
@@ -143,11 +170,17 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 	return p
 }
 
-// Segment takes one segment; its payload is copied. It implements bpf.Sink.
+// Segment takes one segment; its payload is only read during the call. It
+// implements bpf.Sink.
 func (p *Pipeline) Segment(seg *reassembly.Segment, _ int) {
 	p.stats.Segments.Add(1)
 	i := int(seg.Flow.Hash() % uint64(len(p.shards)))
 	b := p.pending[i]
+	if b == nil && p.inline && p.passN < inlineSegments && p.shards[i].tryInline(seg) {
+		p.passN++
+		p.stats.Inline.Add(1)
+		return
+	}
 	if b == nil {
 		b = getBatch()
 		p.pending[i] = b
@@ -160,8 +193,10 @@ func (p *Pipeline) Segment(seg *reassembly.Segment, _ int) {
 	}
 }
 
-// Flush hands every pending batch to its shard. It implements bpf.Sink.
+// Flush hands every pending batch to its shard, and ends the pass over the
+// capture. It implements bpf.Sink.
 func (p *Pipeline) Flush() {
+	p.passN = 0
 	for i, b := range p.pending {
 		if b != nil && len(b.segs) > 0 {
 			p.send(i)
@@ -175,7 +210,9 @@ func (p *Pipeline) send(i int) {
 	s := p.shards[i]
 	if p.block {
 		p.stats.BacklogBytes.Add(int64(b.bytes))
+		s.queued.Add(1)
 		s.in <- b
+		p.stats.Batches.Add(1)
 		return
 	}
 	if p.stats.BacklogBytes.Load()+int64(b.bytes) > p.budget {
@@ -183,9 +220,12 @@ func (p *Pipeline) send(i int) {
 		return
 	}
 	p.stats.BacklogBytes.Add(int64(b.bytes))
+	s.queued.Add(1)
 	select {
 	case s.in <- b:
+		p.stats.Batches.Add(1)
 	default:
+		s.queued.Add(-1)
 		p.stats.BacklogBytes.Add(-int64(b.bytes))
 		p.drop(b)
 	}
@@ -215,38 +255,88 @@ func (p *Pipeline) Streams() int {
 	return n
 }
 
+// shard owns one assembler and the connections it holds. Whoever holds mu
+// runs the assembler: the shard's goroutine for its batches and deadlines,
+// or the capture goroutine for a segment it runs inline.
 type shard struct {
 	in      chan *batch
-	asm     *reassembly.Assembler
-	tick    time.Duration
+	queued  atomic.Int32 // batches sent to in and not finished yet
 	stats   *CaptureStats
 	streams atomic.Int64
+
+	mu    sync.Mutex
+	asm   *reassembly.Assembler
+	timer *time.Timer // nil for files
+	armed time.Time   // the deadline timer is set for; zero when stopped
+}
+
+// tryInline runs seg on the caller's goroutine if the shard is idle: no
+// batch queued (so nothing of this shard is older than seg) and nobody
+// running the assembler.
+func (s *shard) tryInline(seg *reassembly.Segment) bool {
+	if s.queued.Load() != 0 || !s.mu.TryLock() {
+		return false
+	}
+	s.asm.Add(seg)
+	s.settle()
+	s.mu.Unlock()
+	return true
+}
+
+// settle updates the gauges and arms the timer for the assembler's next
+// deadline. The caller holds mu.
+func (s *shard) settle() {
+	s.streams.Store(int64(s.asm.Len()))
+	if s.timer == nil {
+		return
+	}
+	next := s.asm.NextDeadline()
+	switch {
+	case next.IsZero():
+		if !s.armed.IsZero() {
+			s.timer.Stop()
+			s.armed = time.Time{}
+		}
+	case s.armed.IsZero() || next.Before(s.armed):
+		s.timer.Reset(max(time.Until(next), time.Millisecond))
+		s.armed = next
+	}
 }
 
 func (s *shard) run() {
 	var tick <-chan time.Time
-	if s.tick > 0 {
-		t := time.NewTicker(s.tick)
-		defer t.Stop()
-		tick = t.C
+	if s.timer != nil {
+		tick = s.timer.C
 	}
 	for {
 		select {
 		case b, ok := <-s.in:
 			if !ok {
+				s.mu.Lock()
 				s.asm.Close()
 				s.streams.Store(0)
+				if s.timer != nil {
+					s.timer.Stop()
+				}
+				s.mu.Unlock()
 				return
 			}
+			s.mu.Lock()
 			for i := range b.segs {
 				s.asm.Add(&b.segs[i])
 			}
+			s.settle()
+			s.queued.Add(-1)
+			s.mu.Unlock()
 			s.stats.BacklogBytes.Add(-int64(b.bytes))
 			putBatch(b)
-			s.streams.Store(int64(s.asm.Len()))
 		case now := <-tick:
+			s.stats.Ticks.Add(1)
+			s.mu.Lock()
+			s.armed = time.Time{}
 			s.asm.Tick(now)
-			s.streams.Store(int64(s.asm.Len()))
+			s.settle()
+			s.mu.Unlock()
 		}
 	}
 }

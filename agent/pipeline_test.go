@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
@@ -160,4 +161,198 @@ func TestPipelineDropsWhenBehind(t *testing.T) {
 	if st.BacklogBytes.Load() != 0 {
 		t.Errorf("backlog bytes %d after close", st.BacklogBytes.Load())
 	}
+}
+
+// emitCounter is a framing config whose Emit counts and releases, and can
+// hold the shard's goroutine until released.
+type emitCounter struct {
+	mu      sync.Mutex
+	targets []string
+	hold    chan struct{} // when not nil, Emit waits on it
+	held    chan struct{} // signalled when an Emit is waiting on hold
+}
+
+func (e *emitCounter) config() *httpframe.Config {
+	return &httpframe.Config{Stats: &httpframe.Stats{}, Emit: func(r *httpframe.Request, _ any) {
+		if e.hold != nil {
+			e.held <- struct{}{}
+			<-e.hold
+		}
+		e.mu.Lock()
+		e.targets = append(e.targets, string(r.Target()))
+		e.mu.Unlock()
+		r.Release()
+	}}
+}
+
+func (e *emitCounter) got() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.targets...)
+}
+
+// At a low rate, a live pipeline reassembles and frames each segment on the
+// capture goroutine itself: no copy, no hand-off, no shard wake-up.
+func TestPipelineInlineWhenQuiet(t *testing.T) {
+	e := &emitCounter{}
+	st := &CaptureStats{}
+	p := NewPipeline(PipelineConfig{Shards: 2, Live: true, Framing: e.config(), Stats: st,
+		Reassembly: reassembly.Config{Stats: &reassembly.Stats{}}})
+	t0 := time.Now()
+	for i := range 20 {
+		flow := flowOf(fmt.Sprintf("198.18.0.1:%d", 40000+i), "198.18.0.2:80")
+		for _, seg := range segmentsOf(flow, 1000, fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: a\r\n\r\n", i), 1500, t0) {
+			p.Segment(&seg, 0)
+			p.Flush() // one record per read of the ring: a quiet capture
+		}
+	}
+	// Inline work is done when Segment returns: no waiting for shards.
+	if n := len(e.got()); n != 20 {
+		t.Errorf("%d requests framed before Close, want 20", n)
+	}
+	p.Close()
+	if st.Inline.Load() != st.Segments.Load() || st.Batches.Load() != 0 {
+		t.Errorf("inline %d of %d segments, %d batches; want all inline, none batched",
+			st.Inline.Load(), st.Segments.Load(), st.Batches.Load())
+	}
+}
+
+// A busy pass goes to the shards after a few segments, and a segment never
+// overtakes one of its shard that is still queued: the bytes of every
+// connection arrive in order however they were split between the capture
+// goroutine and the shards.
+func TestPipelineInlineKeepsOrder(t *testing.T) {
+	e := &emitCounter{hold: make(chan struct{}), held: make(chan struct{})}
+	st := &CaptureStats{}
+	p := NewPipeline(PipelineConfig{Shards: 1, Live: true, Framing: e.config(), Stats: st,
+		Reassembly: reassembly.Config{Stats: &reassembly.Stats{}}})
+	flow := flowOf("198.18.0.1:40000", "198.18.0.2:80")
+	var stream strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&stream, "GET /%d HTTP/1.1\r\nHost: a\r\n\r\n", i)
+	}
+	segs := segmentsOf(flow, 1000, stream.String(), 9, time.Now())
+	// The first segments of the pass run inline, until the budget of the
+	// pass; the Emit of the first request holds the capture goroutine, so
+	// let it go as the requests come.
+	go func() {
+		for range 100 {
+			<-e.held
+			e.hold <- struct{}{}
+		}
+	}()
+	for i := range segs {
+		p.Segment(&segs[i], 0)
+	}
+	p.Flush()
+	p.Close()
+	got := e.got()
+	if len(got) != 100 {
+		t.Fatalf("%d requests framed, want 100", len(got))
+	}
+	for i, target := range got {
+		if target != fmt.Sprintf("/%d", i) {
+			t.Fatalf("request %d is %s: out of order", i, target)
+		}
+	}
+	if st.Inline.Load() != inlineSegments || st.Batches.Load() == 0 {
+		t.Errorf("inline %d, batches %d; want %d inline, the rest batched", st.Inline.Load(), st.Batches.Load(), inlineSegments)
+	}
+}
+
+// While a batch of a shard is queued, the next pass's segments of that shard
+// are batched too, even though the pass has just begun.
+func TestPipelineNoInlineBehindQueue(t *testing.T) {
+	gate := make(chan struct{})
+	blocked := make(chan struct{})
+	var mu sync.Mutex
+	framed := 0
+	framing := &httpframe.Config{Stats: &httpframe.Stats{}, Emit: func(r *httpframe.Request, _ any) {
+		if string(r.Target()) == "/block" {
+			close(blocked)
+			<-gate // the shard's goroutine stops here, with its batch unfinished
+		}
+		mu.Lock()
+		framed++
+		mu.Unlock()
+		r.Release()
+	}}
+	st := &CaptureStats{}
+	p := NewPipeline(PipelineConfig{Shards: 1, Live: true, Framing: framing, Stats: st,
+		Reassembly: reassembly.Config{Stats: &reassembly.Stats{}}})
+	t0 := time.Now()
+	var all []reassembly.Segment
+	for i := range 40 {
+		target := fmt.Sprintf("/%d", i)
+		if i == inlineSegments/3+1 {
+			target = "/block" // the first request past the inline budget
+		}
+		flow := flowOf(fmt.Sprintf("198.18.0.1:%d", 40000+i), "198.18.0.2:80")
+		all = append(all, segmentsOf(flow, 1000, "GET "+target+" HTTP/1.1\r\nHost: a\r\n\r\n", 1500, t0)...)
+	}
+	// Pass one: inline up to the budget; the rest goes to the shard, which
+	// stops at /block.
+	first := 3 * (inlineSegments/3 + 2)
+	for i := range all[:first] {
+		p.Segment(&all[i], 0)
+	}
+	p.Flush()
+	<-blocked
+	if got := st.Inline.Load(); got != inlineSegments {
+		t.Fatalf("pass one: %d segments inline, want %d", got, inlineSegments)
+	}
+	// Pass two starts with a fresh budget, but the shard's batch is
+	// unfinished: everything must queue behind it.
+	for i := first; i < len(all); i++ {
+		p.Segment(&all[i], 0)
+	}
+	p.Flush()
+	if got := st.Inline.Load(); got != inlineSegments {
+		t.Errorf("pass two: %d segments inline in all, want still %d", got, inlineSegments)
+	}
+	close(gate)
+	p.Close()
+	if framed != 40 {
+		t.Errorf("%d requests framed, want 40", framed)
+	}
+}
+
+// Nothing held, nothing armed: an idle shard has no timer to wake it. A
+// hole arms the timer for its gap timeout, which the shard then gives up
+// on by itself, without any further segment.
+func TestPipelineDeadlines(t *testing.T) {
+	e := &emitCounter{}
+	st := &CaptureStats{}
+	rs := &reassembly.Stats{}
+	p := NewPipeline(PipelineConfig{Shards: 1, Live: true, Framing: e.config(), Stats: st,
+		Reassembly: reassembly.Config{Stats: rs, GapTimeout: 20 * time.Millisecond}})
+	s := p.shards[0]
+	armed := func() time.Time {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.armed
+	}
+	if !armed().IsZero() {
+		t.Fatal("a new shard has its timer armed")
+	}
+	flow := flowOf("198.18.0.1:40000", "198.18.0.2:80")
+	segs := segmentsOf(flow, 1000, "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", 10, time.Now())
+	// Lose the second data segment: the third waits for it.
+	for i, seg := range segs {
+		if i != 2 {
+			p.Segment(&seg, 0)
+		}
+	}
+	p.Flush()
+	if armed().IsZero() {
+		t.Fatal("a hole did not arm the timer")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rs.Gaps.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rs.Gaps.Load() != 1 || st.Ticks.Load() == 0 {
+		t.Fatalf("gaps %d after %d ticks: the timer did not give the hole up", rs.Gaps.Load(), st.Ticks.Load())
+	}
+	p.Close()
 }

@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/reassembly"
+)
+
+// preface is what an HTTP/2 client sends first (RFC 9113 3.4), with prior
+// knowledge or after an h2c upgrade.
+const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// connConfig is what the framers of every connection share.
+type connConfig struct {
+	h1 *httpframe.Config
+}
+
+// connMode is what a connection's client bytes are.
+type connMode uint8
+
+const (
+	modeDetect connMode = iota // the first bytes may be the HTTP/2 preface
+	modeHTTP1
+	modeUpgraded // an h2c upgrade was asked for: the preface may follow
+	modeOpaque   // not ours to frame (HTTP/2 until it has a framer)
+)
+
+// conn is one captured TCP connection: the client's byte stream, whatever
+// protocol it speaks. It is the reassembly Stream of the client-to-server
+// flow, and decides per connection which framer reads it: HTTP/1 from the
+// first byte that cannot start the HTTP/2 preface, HTTP/2 after the
+// preface (with prior knowledge, or after an h2c upgrade request).
+type conn struct {
+	cfg            *connConfig
+	client, server netip.AddrPort
+	mode           connMode
+	// head holds the first bytes while they may still be the preface.
+	head  [len(preface)]byte
+	nhead int
+	h1    *httpframe.Parser
+}
+
+func newConn(cfg *connConfig, first *reassembly.Segment, mid bool) *conn {
+	c := &conn{cfg: cfg, client: first.Flow.Src, server: first.Flow.Dst}
+	if mid {
+		// Joined in the middle: no preface to wait for, and the HTTP/1
+		// framer looks for a request line.
+		c.mode = modeHTTP1
+		c.h1 = httpframe.NewParser(cfg.h1, c.client, c.server, true)
+	}
+	return c
+}
+
+// Data takes the next bytes of the client's stream.
+func (c *conn) Data(b []byte, t time.Time) {
+	for len(b) > 0 {
+		switch c.mode {
+		case modeDetect, modeUpgraded:
+			b = c.detect(b, t)
+		case modeHTTP1:
+			n := c.h1.Feed(b, t)
+			b = b[n:]
+			if c.h1.Switched() {
+				c.mode, c.nhead = modeUpgraded, 0
+			}
+		case modeOpaque:
+			c.cfg.h1.Stats.OpaqueBytes.Add(uint64(len(b)))
+			return
+		}
+	}
+}
+
+// detect reads the first bytes of the stream, or those after an h2c
+// upgrade request, until they are the preface or cannot be. It returns what
+// is left of b for the framer chosen.
+func (c *conn) detect(b []byte, t time.Time) []byte {
+	want := preface[c.nhead:]
+	n := min(len(b), len(want))
+	if bytes.Equal(b[:n], []byte(want[:n])) {
+		copy(c.head[c.nhead:], b[:n])
+		c.nhead += n
+		if c.nhead < len(preface) {
+			return nil // so far, so HTTP/2
+		}
+		c.http2()
+		return b[n:]
+	}
+	// Not the preface: HTTP/1, from the bytes held back on.
+	held := c.head[:c.nhead]
+	c.nhead = 0
+	if c.mode == modeUpgraded {
+		// The server refused the upgrade and answered in HTTP/1.
+		c.h1.Resume()
+	} else {
+		c.h1 = httpframe.NewParser(c.cfg.h1, c.client, c.server, false)
+	}
+	c.mode = modeHTTP1
+	if len(held) > 0 {
+		c.h1.Feed(held, t)
+	}
+	return b
+}
+
+// http2 handles a connection that switched to HTTP/2: counted, and the
+// rest of the stream is not framed.
+func (c *conn) http2() {
+	st := c.cfg.h1.Stats
+	st.Skipped[httpframe.ReasonHTTP2].Add(1)
+	st.OpaqueBytes.Add(uint64(len(preface)))
+	c.mode = modeOpaque
+}
+
+// Gap reports lost bytes.
+func (c *conn) Gap() {
+	switch c.mode {
+	case modeHTTP1:
+		c.h1.Gap()
+	case modeDetect, modeUpgraded:
+		// The start is lost: look for a request line from here on.
+		c.nhead = 0
+		if c.h1 == nil {
+			c.h1 = httpframe.NewParser(c.cfg.h1, c.client, c.server, true)
+		} else {
+			c.h1.Resume()
+			c.h1.Gap()
+		}
+		c.mode = modeHTTP1
+	}
+}
+
+// End reports the end of the client's stream.
+func (c *conn) End() {
+	if c.h1 != nil {
+		c.h1.End()
+	}
+	if (c.mode == modeDetect || c.mode == modeUpgraded) && c.nhead > 0 {
+		// A stream that ended inside what could have been the preface.
+		c.cfg.h1.Stats.GarbageBytes.Add(uint64(c.nhead))
+	}
+}
