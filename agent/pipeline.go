@@ -146,6 +146,9 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 	for i := range p.shards {
 		rcfg := cfg.Reassembly
 		rcfg.NewStream = func(first *reassembly.Segment, midStream bool) reassembly.Stream {
+			if first.Dir == reassembly.ToClient {
+				return ignored{} // answers are framed only to be compared
+			}
 			return newConn(conns, first, midStream)
 		}
 		// The limits are the agent's: each shard holds its share.
@@ -340,3 +343,10 @@ func (s *shard) run() {
 		}
 	}
 }
+
+// ignored is the Stream of a flow nobody reads.
+type ignored struct{}
+
+func (ignored) Data([]byte, time.Time) {}
+func (ignored) Gap()                   {}
+func (ignored) End()                   {}

@@ -174,7 +174,7 @@ func feed(ctx context.Context, src *pcapfile.Reader, sides *pcapfile.Sides, pipe
 		if polls++; polls&1023 == 0 && ctx.Err() != nil {
 			return nil
 		}
-		if !sides.ClientToServer(&seg) {
+		if !sides.Direction(&seg) || seg.Dir != reassembly.ToServer {
 			continue
 		}
 		if pace.wait(ctx, seg.Time, pipe.Flush) != nil {

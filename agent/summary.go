@@ -91,9 +91,9 @@ func (f *fileStats) add(s pcapfile.Stats) {
 }
 
 func (f *fileStats) addSides(s pcapfile.SidesStats) {
-	f.sum.ClientToServer += s.Kept
-	f.sum.ServerToClient += s.DroppedReverse
-	f.sum.UndecidedDropped += s.DroppedUndecided
+	f.sum.ClientToServer += s.ToServer
+	f.sum.ServerToClient += s.ToClient
+	f.sum.UndecidedDropped += s.Undecided
 	f.sum.ForgottenStreams += s.Forgotten
 }
 

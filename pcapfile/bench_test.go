@@ -187,7 +187,7 @@ func BenchmarkSides(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		s.ClientToServer(&segs[i%len(segs)])
+		s.Direction(&segs[i%len(segs)])
 	}
 }
 

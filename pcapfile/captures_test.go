@@ -85,8 +85,9 @@ func checkCapture(t *testing.T, f *facts) {
 			t.Fatal(err)
 		}
 		segs = append(segs, got{seg.Flow, seg.Seq, seg.Ack, seg.Flags, string(seg.Payload), seg.Time})
-		if a, b := auto.ClientToServer(&seg), byPort.ClientToServer(&seg); a != b {
-			t.Errorf("%v: found from the connection %v, from the port %v", seg.Flow, a, b)
+		a, b := seg, seg
+		if okA, okB := auto.Direction(&a), byPort.Direction(&b); okA != okB || a.Dir != b.Dir {
+			t.Errorf("%v: found from the connection %v %v, from the port %v %v", seg.Flow, okA, a.Dir, okB, b.Dir)
 		}
 	}
 	st := r.Stats()
@@ -121,7 +122,7 @@ func checkCapture(t *testing.T, f *facts) {
 		}
 		c2s += n
 	}
-	if as := auto.Stats(); as.Kept != c2s || as.DroppedUndecided != 0 || as.Kept+as.DroppedReverse != st.Segments {
+	if as := auto.Stats(); as.ToServer != c2s || as.Undecided != 0 || as.ToServer+as.ToClient != st.Segments {
 		t.Errorf("sides %+v, want %d kept", as, c2s)
 	}
 	compareGopacket(t, path, segs)

@@ -10,19 +10,20 @@ import (
 // when it has to find the client of each connection itself.
 const DefaultMaxConnections = 1 << 18
 
-// Sides keeps the client-to-server half of the segments of a capture: a
-// capture holds both directions, the tee wants only what clients send.
+// Sides tells the direction of each segment of a capture: a capture holds
+// both directions of every connection, and the tee mirrors what clients
+// send and compares what servers answer.
 //
-// With server ports, a segment is kept when its destination port is one of
-// them. Without, Sides decides per connection (both directions share one
-// entry):
+// With server ports, a segment to one of them goes to the server, and one
+// from one of them to the client; any other is undecided. Without, Sides
+// decides per connection (both directions share one entry):
 //   - a SYN without ACK marks its sender as the client, a SYN+ACK its
 //     receiver (a SYN always decides anew: the ports may be reused);
 //   - else the first segment with payload decides: a request line prefix
 //     (an HTTP method token in capitals and a space, which covers the HTTP/2
 //     preface "PRI * HTTP/2.0") means its sender is the client, "HTTP/1."
 //     means its receiver is;
-//   - segments of a connection that is not decided yet are dropped and
+//   - segments of a connection that is not decided yet are undecided and
 //     counted, and decide nothing.
 //
 // Memory is bounded: only decided connections are remembered; a connection
@@ -51,10 +52,10 @@ type Sides struct {
 
 // SidesStats counts what Sides did with the segments it saw.
 type SidesStats struct {
-	Kept             uint64 // client-to-server segments
-	DroppedReverse   uint64 // server-to-client segments (or, with ports, to any other port)
-	DroppedUndecided uint64 // segments of connections whose client was not known yet
-	Forgotten        uint64 // open connections forgotten because the table was full
+	ToServer  uint64 // client-to-server segments
+	ToClient  uint64 // server-to-client segments
+	Undecided uint64 // segments of connections whose client was not known yet (with ports: of no watched port)
+	Forgotten uint64 // open connections forgotten because the table was full
 }
 
 // entry is one decided connection, in an intrusive list ordered by activity.
@@ -88,17 +89,22 @@ func NewSides(ports []uint16) *Sides {
 // Stats returns the counts so far.
 func (s *Sides) Stats() SidesStats { return s.stats }
 
-// ClientToServer reports whether seg goes from the client to the server of
-// its connection, which is what the tee mirrors.
-func (s *Sides) ClientToServer(seg *reassembly.Segment) (keep bool) {
+// Direction sets seg.Dir to the side of its connection that sent it, and
+// reports whether that side is known; an undecided segment is left alone.
+func (s *Sides) Direction(seg *reassembly.Segment) bool {
 	if s.usePorts {
-		p := seg.Flow.Dst.Port()
-		if s.ports[p>>6]&(1<<(p&63)) != 0 {
-			s.stats.Kept++
-			return true
+		switch {
+		case s.watched(seg.Flow.Dst.Port()):
+			seg.Dir = reassembly.ToServer
+			s.stats.ToServer++
+		case s.watched(seg.Flow.Src.Port()):
+			seg.Dir = reassembly.ToClient
+			s.stats.ToClient++
+		default:
+			s.stats.Undecided++
+			return false
 		}
-		s.stats.DroppedReverse++
-		return false
+		return true
 	}
 	key := canonical(seg.Flow)
 	i, known := s.index[key]
@@ -116,7 +122,7 @@ func (s *Sides) ClientToServer(seg *reassembly.Segment) (keep bool) {
 	case len(seg.Payload) > 0 && hasPrefix(seg.Payload, "HTTP/1."):
 		client = seg.Flow.Dst
 	default:
-		s.stats.DroppedUndecided++
+		s.stats.Undecided++
 		return false
 	}
 
@@ -129,7 +135,7 @@ func (s *Sides) ClientToServer(seg *reassembly.Segment) (keep bool) {
 	if e.client != client || seg.Flags.Has(reassembly.SYN) {
 		e.client, e.fin = client, 0
 	}
-	keep = seg.Flow.Src == client
+	toServer := seg.Flow.Src == client
 	switch {
 	case seg.Flags.Has(reassembly.RST):
 		s.remove(i)
@@ -137,7 +143,7 @@ func (s *Sides) ClientToServer(seg *reassembly.Segment) (keep bool) {
 		// The last ACK of a closed connection: nothing follows it.
 		s.remove(i)
 	case seg.Flags.Has(reassembly.FIN):
-		if keep {
+		if toServer {
 			e.fin |= finClient
 		} else {
 			e.fin |= finServer
@@ -149,13 +155,17 @@ func (s *Sides) ClientToServer(seg *reassembly.Segment) (keep bool) {
 			s.pushFront(i)
 		}
 	}
-	if keep {
-		s.stats.Kept++
+	if toServer {
+		seg.Dir = reassembly.ToServer
+		s.stats.ToServer++
 	} else {
-		s.stats.DroppedReverse++
+		seg.Dir = reassembly.ToClient
+		s.stats.ToClient++
 	}
-	return keep
+	return true
 }
+
+func (s *Sides) watched(p uint16) bool { return s.ports[p>>6]&(1<<(p&63)) != 0 }
 
 // canonical orders the endpoints of a flow so both directions give one key.
 func canonical(f reassembly.Flow) reassembly.Flow {
