@@ -156,55 +156,30 @@ func (p *Parser) skipped(r Reason) { p.stats.Skipped[r].Add(1) }
 // head frames a request head. When nothing is buffered, the head is parsed
 // in place from b; otherwise b continues the buffered part.
 func (p *Parser) head(b []byte, t time.Time) int {
-	if p.blk != nil {
-		return p.headMore(b)
+	buffered := p.blk != nil
+	if !buffered {
+		// A server ignores empty lines before a request line (RFC 9112
+		// 2.2). Like others, skip any run of CR and LF.
+		i := 0
+		for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+			i++
+		}
+		if i > 0 {
+			return i
+		}
+		p.start = t
+		p.m.reset()
+		p.lineOK = false
 	}
-	// A server ignores empty lines before a request line (RFC 9112 2.2).
-	// Like others, skip any run of CR and LF.
-	i := 0
-	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	if i > 0 {
-		return i
-	}
-	p.start = t
-	p.m.reset()
-	p.lineOK = false
-	n, res := p.m.feed(b, false)
-	switch res {
-	case matchFail:
-		p.malformedLine(n)
-		return n
-	case matchMore:
-		return p.headPartial(b)
-	}
-	if p.m.h2() {
-		p.http2()
-		return n
-	}
-	p.lineOK, p.nl = true, 1
-	end := scanHeadEnd(&p.nl, b[n:])
-	if end < 0 {
-		return p.headPartial(b)
-	}
-	hl := n + end
-	if hl > p.cfg.maxHeader() {
-		p.headerTooLarge(hl)
-		return hl
-	}
-	return hl + p.headDone(b[:hl], b[hl:])
-}
-
-// headMore continues a buffered head with b.
-func (p *Parser) headMore(b []byte) int {
 	n := 0
 	if !p.lineOK {
 		var res matchResult
 		n, res = p.m.feed(b, false)
 		switch res {
 		case matchFail:
-			p.garbage(len(p.blk.b))
+			if buffered {
+				p.garbage(len(p.blk.b))
+			}
 			p.malformedLine(n)
 			return n
 		case matchMore:
@@ -221,6 +196,13 @@ func (p *Parser) headMore(b []byte) int {
 		return p.headPartial(b)
 	}
 	use := n + end
+	if !buffered {
+		if use > p.cfg.maxHeader() {
+			p.headerTooLarge(use)
+			return use
+		}
+		return use + p.headDone(b[:use], b[use:])
+	}
 	if len(p.blk.b)+use > p.cfg.maxHeader() {
 		p.headerTooLarge(use)
 		return use
