@@ -433,7 +433,7 @@ func (c *Conn) admit(d *direction, h *frameHeader) bool {
 		ok, why = false, ReasonFrameTooLarge
 	case !h.valid():
 		ok = false
-	case !d.certain && !h.plausible(d.server, c.lim.maxFrame):
+	case !d.certain && !h.plausible(d.server, c.lim.maxFrame, false):
 		ok = false
 	case d.hb.open:
 		ok = h.typ == http2.FrameContinuation && h.stream == d.hb.stream

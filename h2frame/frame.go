@@ -81,20 +81,24 @@ func (h *frameHeader) valid() bool {
 	return true // unknown types are ignored (RFC 9113 4.1)
 }
 
-// plausible is stricter: what real senders do, used to find frame
-// alignment in bytes of unknown position. Undefined flags are unset,
-// the reserved bit is clear, and the frame type is known.
-func (h *frameHeader) plausible(fromServer bool, maxLen uint32) bool {
+// plausible is stricter: what real senders do, used to check frames in
+// bytes whose position is not certain. Undefined flags are unset, the
+// reserved bit is clear, and the frame type is known. search is stricter
+// still, for finding alignment: it also refuses frames that are legal but
+// that real senders do not send, and that runs of zeros look like (an empty
+// DATA frame that does not end its stream, an empty header block).
+func (h *frameHeader) plausible(fromServer bool, maxLen uint32, search bool) bool {
 	if h.reserved || h.length > maxLen || !h.valid() {
 		return false
 	}
 	f := h.flags
 	switch h.typ {
 	case http2.FrameData:
-		return f&^(http2.FlagDataEndStream|http2.FlagDataPadded) == 0
+		return f&^(http2.FlagDataEndStream|http2.FlagDataPadded) == 0 &&
+			(!search || h.length > 0 || f.Has(http2.FlagDataEndStream))
 	case http2.FrameHeaders:
 		return f&^(http2.FlagHeadersEndStream|http2.FlagHeadersEndHeaders|http2.FlagHeadersPadded|http2.FlagHeadersPriority) == 0 &&
-			(fromServer || h.stream%2 == 1)
+			(fromServer || h.stream%2 == 1) && (!search || h.length > 0)
 	case http2.FramePriority, http2.FrameRSTStream, http2.FrameGoAway, http2.FrameWindowUpdate:
 		return f == 0
 	case http2.FrameSettings:
@@ -104,7 +108,7 @@ func (h *frameHeader) plausible(fromServer bool, maxLen uint32) bool {
 	case http2.FramePushPromise:
 		return fromServer && h.length >= 4 && f&^(http2.FlagPushPromiseEndHeaders|http2.FlagPushPromisePadded) == 0
 	case http2.FrameContinuation:
-		return f&^http2.FlagContinuationEndHeaders == 0
+		return f&^http2.FlagContinuationEndHeaders == 0 && (!search || h.length > 0)
 	}
 	return false
 }
@@ -149,7 +153,7 @@ func findAlignment(b []byte, fromServer bool, maxLen uint32, full bool) (int, al
 func chain(b []byte, fromServer bool, maxLen uint32) (n int, ok bool) {
 	for j := 0; j+frameHeaderLen <= len(b) && n < alignChain; n++ {
 		h := parseHeader(b[j:])
-		if !h.plausible(fromServer, maxLen) {
+		if !h.plausible(fromServer, maxLen, true) {
 			return n, false
 		}
 		j += frameHeaderLen + int(h.length)

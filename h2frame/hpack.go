@@ -321,7 +321,9 @@ func (d *decoder) decode(p []byte, s fieldSink) error {
 				}
 			}
 		case b&0xe0 == 0x20: // dynamic table size update
-			if !first {
+			// Only at the start of a block (RFC 7541 4.2); like x/net's
+			// decoder, allowed later while the table is empty.
+			if !first && !(d.complete && d.size == 0) {
 				return errHPACK
 			}
 			v, rest, ok := readInt(p, 5)
