@@ -92,7 +92,11 @@ func (c *conn) detect(b []byte, t time.Time) []byte {
 	held := c.head[:c.nhead]
 	c.nhead = 0
 	if c.mode == modeUpgraded {
-		// The server refused the upgrade and answered in HTTP/1.
+		// The server refused the upgrade and answered in HTTP/1: the
+		// upgrade request was an HTTP/1 request like any other.
+		if r, tag := c.h1.TakeUpgrade(); r != nil {
+			c.h1.Emit(r, tag)
+		}
 		c.h1.Resume()
 	} else {
 		c.h1 = httpframe.NewParser(c.cfg.h1, c.client, c.server, false)
@@ -107,6 +111,11 @@ func (c *conn) detect(b []byte, t time.Time) []byte {
 // http2 handles a connection that switched to HTTP/2: counted, and the
 // rest of the stream is not framed.
 func (c *conn) http2() {
+	if c.mode == modeUpgraded {
+		if r, tag := c.h1.TakeUpgrade(); r != nil {
+			c.h1.Emit(r, tag)
+		}
+	}
 	st := c.cfg.h1.Stats
 	st.Skipped[httpframe.ReasonHTTP2].Add(1)
 	st.OpaqueBytes.Add(uint64(len(preface)))

@@ -17,6 +17,9 @@ func (p *Parser) headDone(head, rest []byte) int {
 		p.toResync()
 		return 0
 	case headConnect:
+		if p.watch != nil {
+			p.watch(r.Method(), nil)
+		}
 		r.Release()
 		p.stats.Requests.Add(1)
 		p.skipped(ReasonConnect)
@@ -46,6 +49,13 @@ func (p *Parser) headDone(head, rest []byte) int {
 	if keep && p.cfg.Keep != nil {
 		// Refused by the consumer: its decision, counted by the consumer.
 		r.tag, keep = p.cfg.Keep(r)
+	}
+	if p.watch != nil {
+		var tag any
+		if keep {
+			tag = r.tag
+		}
+		p.watch(r.Method(), tag)
 	}
 	p.skip = !keep
 	if p.skip {
@@ -207,7 +217,13 @@ func (p *Parser) bodyDone() {
 		if r.Chunked {
 			r.DecodedLen = p.chunk.Decoded()
 		}
-		p.emit(r)
+		if r.UpgradeH2C {
+			// Held for the connection, which knows from what follows
+			// whether the server switched (TakeUpgrade).
+			p.upgrade = r
+		} else {
+			p.emit(r)
+		}
 	}
 	p.skip = false
 	switch p.after {

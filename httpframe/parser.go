@@ -46,6 +46,9 @@ type Parser struct {
 	start  time.Time // capture time of the partial request's first byte
 	remain int64     // stBody: bytes still to come
 	chunk  httpsyntax.ChunkedScanner
+
+	watch   func(method []byte, tag any) // see Watch
+	upgrade *Request                     // a kept h2c upgrade request, until TakeUpgrade
 }
 
 // NewParser returns a Parser for the bytes that client sends to server.
@@ -105,6 +108,34 @@ func (p *Parser) Feed(b []byte, t time.Time) int {
 // it frame HTTP/1 again, for a server that refused the upgrade.
 func (p *Parser) Switched() bool { return p.state == stSwitched }
 
+// Watch makes the parser call fn with every request head it frames soundly,
+// in order, mirrored or not, with the tag Keep gave it (nil when it is not
+// mirrored): the order in which the server answers, for a response framer
+// to pair answers with requests. method is valid during the call only.
+func (p *Parser) Watch(fn func(method []byte, tag any)) { p.watch = fn }
+
+// TakeUpgrade returns the h2c upgrade request that made the parser switch,
+// with its tag, if it was kept: the connection mirrors it as HTTP/2's
+// stream 1, or, if the server refused the upgrade, as HTTP/1 (Emit). The
+// caller owns it.
+func (p *Parser) TakeUpgrade() (*Request, any) {
+	r := p.upgrade
+	p.upgrade = nil
+	if r == nil {
+		return nil, nil
+	}
+	tag := r.tag
+	r.tag = nil
+	return r, tag
+}
+
+// Emit hands a request the caller took back to the consumer, as the parser
+// would have.
+func (p *Parser) Emit(r *Request, tag any) {
+	r.tag = tag
+	p.emit(r)
+}
+
 // Resume goes back to framing HTTP/1 requests after Switched.
 func (p *Parser) Resume() {
 	if p.state == stSwitched {
@@ -127,6 +158,12 @@ func (p *Parser) Gap() {
 func (p *Parser) End() {
 	if p.state != stOpaque && p.state != stDone && p.state != stSwitched {
 		p.abort()
+	}
+	if p.upgrade != nil {
+		// Nobody took it: the stream ended right after it. The server
+		// may have answered it in HTTP/1, so it goes as that.
+		r, tag := p.TakeUpgrade()
+		p.Emit(r, tag)
 	}
 	p.dropPartial()
 	p.state = stDone

@@ -1,7 +1,9 @@
 package httpframe
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,8 +67,20 @@ func TestFeedSwitch(t *testing.T) {
 	if n := p.Feed([]byte(h2Preface), time.Now()); n != 0 {
 		t.Errorf("Feed after the switch consumed %d bytes, want 0", n)
 	}
-	if len(got) != 1 || !got[0].UpgradeH2C || string(got[0].Target()) != "/h" {
-		t.Fatalf("emitted %v, want the upgrade request", got)
+	if len(got) != 0 {
+		t.Fatalf("the upgrade request was emitted before the connection decided")
+	}
+	up, _ := p.TakeUpgrade()
+	if up == nil || !up.UpgradeH2C || string(up.Target()) != "/h" {
+		t.Fatalf("TakeUpgrade = %v, want the upgrade request", up)
+	}
+	if again, _ := p.TakeUpgrade(); again != nil {
+		t.Fatal("TakeUpgrade gave the request twice")
+	}
+	// The server refused (HTTP/1 follows): the request goes as HTTP/1.
+	p.Emit(up, nil)
+	if len(got) != 1 || got[0] != up {
+		t.Fatalf("Emit: emitted %v", got)
 	}
 	p.Resume()
 	if n := p.Feed([]byte(getA), time.Now()); n != len(getA) || p.Switched() {
@@ -92,4 +106,29 @@ func TestH2CUpgradeNeedsSettings(t *testing.T) {
 		t.Errorf("switched %v, upgrade skips %d", p.Switched(), st.Skipped[ReasonUpgrade].Load())
 	}
 	p.End()
+}
+
+// Watch sees every request head framed soundly, in order, with the tag of
+// the kept ones: what a response framer pairs answers with.
+func TestWatchSeesEveryHead(t *testing.T) {
+	var seen []string
+	cfg := &Config{
+		MaxBodyBytes: 4,
+		Keep: func(r *Request) (any, bool) {
+			return string(r.Target()), string(r.Target()) != "/refused"
+		},
+		Emit: release,
+	}
+	p := NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
+	p.Watch(func(method []byte, tag any) { seen = append(seen, fmt.Sprintf("%s %v", method, tag)) })
+	p.Data([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"HEAD /refused HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n12345"+
+		"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"), time.Now())
+	p.End()
+	want := []string{"GET /a", "HEAD <nil>", "POST <nil>", "GET /b", "CONNECT <nil>"}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Errorf("watched %q, want %q", seen, want)
+	}
 }
