@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"os"
 	"os/signal"
 	"syscall"
@@ -73,7 +72,7 @@ func attachCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: "pprof", Usage: "also serve the Go profiler on --metrics-addr, under /debug/pprof/", EnvVars: env("PPROF"), Category: "Operations"},
 		&ucli.DurationFlag{Name: "stats-interval", Value: agent.DefaultStatsInterval, Usage: "log a one-line summary this often (0: never)", EnvVars: env("STATS_INTERVAL"), Category: "Operations"},
 		&ucli.DurationFlag{Name: "drain-timeout", Value: agent.DefaultDrainTimeout, Usage: "on exit, how long to wait for mirrored requests still in flight", EnvVars: env("DRAIN_TIMEOUT"), Category: "Operations"},
-		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed on exit: text or json", EnvVars: env("SUMMARY"), Category: "Operations"},
+		summaryFlag("Operations"),
 	)
 	flags = append(flags, mirrorFlags("64MiB")...)
 	flags = append(flags, logFlags()...)
@@ -99,38 +98,23 @@ Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON.`,
 }
 
 func runAttach(c *ucli.Context) error {
-	if c.Args().Len() > 0 {
-		return usagef("unexpected argument %q (flags start with --)", c.Args().First())
-	}
-	log, err := newLogger(c)
+	s, err := startSession(c, "flags start with --")
 	if err != nil {
 		return err
 	}
+	defer s.stop()
 	cfg, err := attachConfig(c)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = log
-	format := c.String("summary")
-	if format != "text" && format != "json" {
-		return usagef("--summary %q: want text or json", format)
-	}
-
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	cfg.Logger = s.log
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	cfg.Hup = hup
-	sum, err := agent.Run(ctx, cfg)
+	sum, err := agent.Run(s.ctx, cfg)
 	if sum != nil {
-		if format == "json" {
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(sum)
-		} else {
-			sum.WriteText(c.App.Writer)
-		}
+		s.summarize(c.App.Writer, sum, sum.WriteText)
 	}
 	return err
 }

@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"io"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -20,7 +17,7 @@ func recordCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "max-bytes", Usage: "stop once this many bytes were written (e.g. 1GiB)", EnvVars: env("MAX_BYTES"), Category: "Output"},
 		&ucli.StringFlag{Name: "rotate-bytes", Usage: "start a new file (FILE.1.pcapng, ...) once the current one holds this many bytes", EnvVars: env("ROTATE_BYTES"), Category: "Output"},
 		&ucli.StringFlag{Name: "ready-file", Usage: "write this `FILE` once attached (removed on exit)", EnvVars: env("READY_FILE"), Category: "Output"},
-		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed at the end: text or json", EnvVars: env("SUMMARY"), Category: "Output"},
+		summaryFlag("Output"),
 	)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
@@ -40,14 +37,12 @@ Example:
 }
 
 func runRecord(c *ucli.Context) error {
-	if c.Args().Len() > 0 {
-		return usagef("unexpected argument %q (flags start with --)", c.Args().First())
-	}
-	log, err := newLogger(c)
+	s, err := startSession(c, "flags start with --")
 	if err != nil {
 		return err
 	}
-	cfg := agent.RecordConfig{Out: c.String("out"), Duration: c.Duration("duration"), ReadyFile: c.String("ready-file"), Logger: log}
+	defer s.stop()
+	cfg := agent.RecordConfig{Out: c.String("out"), Duration: c.Duration("duration"), ReadyFile: c.String("ready-file"), Logger: s.log}
 	if cfg.Capture, err = captureConfig(c, true); err != nil {
 		return err
 	}
@@ -67,25 +62,15 @@ func runRecord(c *ucli.Context) error {
 			}
 		}
 	}
-	format := c.String("summary")
-	if format != "text" && format != "json" {
-		return usagef("--summary %q: want text or json", format)
-	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := agent.Record(ctx, cfg)
+	sum, err := agent.Record(s.ctx, cfg)
 	if sum != nil {
-		if format == "json" {
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(sum)
-		} else {
-			fmt.Fprintf(c.App.Writer, "recorded %d segments, %s, in %v to %v (stopped: %s)\n",
+		s.summarize(c.App.Writer, sum, func(w io.Writer) {
+			fmt.Fprintf(w, "recorded %d segments, %s, in %v to %v (stopped: %s)\n",
 				sum.Segments, mib(sum.Bytes), sum.Duration, sum.Files, sum.Stopped)
 			if p := sum.Packets; p != nil {
-				fmt.Fprintf(c.App.Writer, "packets seen %d, matched %d, copied %d, dropped %v\n", p.Seen, p.Matched, p.Copied, p.Dropped)
+				fmt.Fprintf(w, "packets seen %d, matched %d, copied %d, dropped %v\n", p.Seen, p.Matched, p.Copied, p.Dropped)
 			}
-		}
+		})
 	}
 	return err
 }

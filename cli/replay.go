@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -31,7 +27,7 @@ func replayCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: "dry-run", Usage: "send nothing: print what would be sent, one JSON line per request", EnvVars: env("DRY_RUN"), Category: "Output"},
 		&ucli.StringFlag{Name: "output", Value: "jsonl", Usage: "format of --dry-run output (jsonl)", EnvVars: env("OUTPUT"), Category: "Output"},
 		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal, lines otherwise), bar, lines or none", EnvVars: env("PROGRESS"), Category: "Output"},
-		&ucli.StringFlag{Name: "summary", Value: "text", Usage: "format of the summary printed at the end: text or json", EnvVars: env("SUMMARY"), Category: "Output"},
+		summaryFlag("Output"),
 	}
 	flags = append(flags, mirrorFlags("512MiB")...)
 	flags = append(flags, logFlags()...)
@@ -58,14 +54,12 @@ Examples:
 }
 
 func runReplay(c *ucli.Context) error {
-	if c.Args().Len() > 0 {
-		return usagef("unexpected argument %q (the capture is given with --pcap)", c.Args().First())
-	}
-	log, err := newLogger(c)
+	s, err := startSession(c, "the capture is given with --pcap")
 	if err != nil {
 		return err
 	}
-	cfg := agent.ReplayConfig{Path: c.String("pcap"), Loop: c.Int("loop"), Logger: log}
+	defer s.stop()
+	cfg := agent.ReplayConfig{Path: c.String("pcap"), Loop: c.Int("loop"), Logger: s.log}
 	if cfg.Path == "" {
 		return usagef("--pcap is required: the capture file to replay")
 	}
@@ -95,10 +89,6 @@ func runReplay(c *ucli.Context) error {
 		}
 		cfg.DryRun = c.App.Writer
 	}
-	format := c.String("summary")
-	if format != "text" && format != "json" {
-		return usagef("--summary %q: want text or json", format)
-	}
 	if c.String("config") != "" && c.IsSet("port") {
 		return usagef("--port and --config exclude each other: the rules file lists the ports of each rule")
 	}
@@ -117,9 +107,7 @@ func runReplay(c *ucli.Context) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := agent.Replay(ctx, cfg)
+	sum, err := agent.Replay(s.ctx, cfg)
 	if sum != nil {
 		// With --dry-run, stdout holds the requests: the summary goes to
 		// stderr there.
@@ -127,23 +115,13 @@ func runReplay(c *ucli.Context) error {
 		if dry {
 			w = c.App.ErrWriter
 		}
-		writeSummary(w, sum, format)
+		s.summarize(w, sum, sum.WriteText)
 	}
 	var damaged *pcapfile.Error
 	if errors.As(err, &damaged) {
 		return ucli.Exit(fmt.Sprintf("%v (partial replay: everything before the damage was replayed)", err), exitPartial)
 	}
 	return err
-}
-
-func writeSummary(w io.Writer, sum *agent.Summary, format string) {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(sum)
-		return
-	}
-	sum.WriteText(w)
 }
 
 // setupProgress chooses how progress is shown: a bar redrawn in place on a
