@@ -116,7 +116,7 @@ func TestE2EDaemonSet(t *testing.T) {
 
 	// A private mount namespace puts that /etc in place for the agent only.
 	script := `mount --bind "$1" /etc && shift && exec "$@"`
-	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", etc, binary}, spec.Args...)...)
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", etc, imageBinary}, spec.Args...)...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, spec.Env...)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

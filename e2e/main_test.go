@@ -12,8 +12,9 @@ import (
 	"testing"
 )
 
-// binary is the shadowtee executable built for the tests.
-var binary string
+// binary is the shadowtee built for these tests; imageBinary is built as
+// the container image builds it.
+var binary, imageBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -31,11 +32,16 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binary = filepath.Join(dir, "shadowtee")
-	build := exec.Command("go", "build", "-o", binary, "..")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build shadowtee:", err)
-		return 1
+	// The container image's binary leaves the demo out (Dockerfile): the
+	// DaemonSet's test runs that one.
+	imageBinary = filepath.Join(dir, "shadowtee-image")
+	for out, tags := range map[string]string{binary: "", imageBinary: "nodemo"} {
+		build := exec.Command("go", "build", "-tags", tags, "-o", out, "..")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build shadowtee:", err)
+			return 1
+		}
 	}
 	return m.Run()
 }
