@@ -217,6 +217,7 @@ func (p *Parser) bodyDone() {
 		if r.Chunked {
 			r.DecodedLen = p.chunk.Decoded()
 		}
+		r.Completed = p.now
 		if r.UpgradeH2C {
 			// Held for the connection, which knows from what follows
 			// whether the server switched (TakeUpgrade).

@@ -44,6 +44,7 @@ type Parser struct {
 	held   int64     // bytes reserved in the Budget for blk
 	req    *Request  // the request whose body is being buffered
 	start  time.Time // capture time of the partial request's first byte
+	now    time.Time // capture time of the bytes being framed
 	remain int64     // stBody: bytes still to come
 	chunk  httpsyntax.ChunkedScanner
 
@@ -78,6 +79,7 @@ func (p *Parser) Data(b []byte, t time.Time) { p.Feed(b, t) }
 // unless a request switched the connection to HTTP/2 (Switched): the bytes
 // from the returned count on follow the switch.
 func (p *Parser) Feed(b []byte, t time.Time) int {
+	p.now = t
 	all := len(b)
 	for len(b) > 0 {
 		var n int

@@ -80,8 +80,9 @@ type Request struct {
 	// carried the request: ClientAddr sent it to ServerAddr.
 	ClientAddr netip.AddrPort
 	ServerAddr netip.AddrPort
-	// Captured is the capture time of the first byte of the request.
-	Captured time.Time
+	// Captured is the capture time of the first byte of the request, and
+	// Completed that of its last byte.
+	Captured, Completed time.Time
 
 	// UpgradeH2C is set on a request that asks to switch the connection
 	// to HTTP/2 (Upgrade: h2c with HTTP2-Settings): it is HTTP/2's stream
@@ -229,6 +230,10 @@ func (r *Request) Server() netip.AddrPort { return r.ServerAddr }
 
 // Time returns the capture time of the request's first byte.
 func (r *Request) Time() time.Time { return r.Captured }
+
+// Ended returns the capture time of the request's last byte: from it the
+// primary's latency is measured on the wire.
+func (r *Request) Ended() time.Time { return r.Completed }
 
 // splitAbsolute splits an absolute-form target into its authority (without
 // userinfo) and what follows it.

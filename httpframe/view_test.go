@@ -84,3 +84,16 @@ func TestRequestView(t *testing.T) {
 		})
 	}
 }
+
+// Ended is the capture time of the bytes that completed the request.
+func TestRequestEnded(t *testing.T) {
+	var got *Request
+	cfg := &Config{Emit: func(r *Request, _ any) { got = r }}
+	p := NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
+	p.Data([]byte("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab"), time.Unix(10, 0))
+	p.Data([]byte("cd"), time.Unix(12, 0))
+	if got == nil || !got.Time().Equal(time.Unix(10, 0)) || !got.Ended().Equal(time.Unix(12, 0)) {
+		t.Fatalf("request %v: time %v ended %v", got, got.Time(), got.Ended())
+	}
+	got.Release()
+}
