@@ -225,3 +225,41 @@ func sameSkips(sum *Summary, want map[string]uint64) bool {
 	}
 	return maps.Equal(sum.Requests.Skipped, want)
 }
+
+// The summary of a dry run says what was printed, and that nothing was
+// sent, in text and in JSON.
+func TestDryRunSummary(t *testing.T) {
+	out, sum := dryRun(t, filepath.Join(capturesDir, "pipelined.pcap"), nil)
+	lines := bytes.Count(out, []byte("\n"))
+	if lines == 0 || sum.Requests.Printed != uint64(lines) {
+		t.Fatalf("printed %d, %d lines of output", sum.Requests.Printed, lines)
+	}
+	if sum.Requests.Mirrored != 0 || sum.Requests.Queued != 0 || sum.Shadow.ConnectionsOpened != 0 {
+		t.Errorf("a dry run sent something: %+v", sum.Requests)
+	}
+	var text bytes.Buffer
+	sum.WriteText(&text)
+	want := "printed " + strconv.Itoa(lines) + " (dry run: nothing sent)"
+	if !strings.Contains(text.String(), want) || strings.Contains(text.String(), "mirrored") {
+		t.Errorf("text summary lacks %q (or speaks of mirrors):\n%s", want, text.String())
+	}
+	b, err := json.Marshal(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Requests struct {
+			Framed  uint64 `json:"framed"`
+			Printed uint64 `json:"printed"`
+		} `json:"requests"`
+		File struct {
+			Passes int `json:"passes"`
+		} `json:"file"`
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Requests.Printed != uint64(lines) || back.Requests.Framed != uint64(lines) || back.File.Passes != 1 {
+		t.Errorf("JSON summary %s", b)
+	}
+}
