@@ -92,6 +92,9 @@ type Conn struct {
 	lastID  uint32 // highest client stream id seen
 	due     int64  // earliest StreamAfter deadline of a held request, Unix ns; 0: none
 	ended   bool
+
+	rsink requestSink
+	asink answerSink
 }
 
 // NewConn returns a Conn for a connection from client to server. midStream

@@ -1,8 +1,6 @@
 package h2frame
 
 import (
-	"bytes"
-
 	"github.com/shadowtee/shadowtee/httpmsg"
 	"github.com/shadowtee/shadowtee/httpsyntax"
 )
@@ -67,7 +65,12 @@ func valueOK(v []byte) bool {
 	if len(v) > 0 && (isWS(v[0]) || isWS(v[len(v)-1])) {
 		return false
 	}
-	return bytes.IndexByte(v, 0) < 0 && bytes.IndexByte(v, '\r') < 0 && bytes.IndexByte(v, '\n') < 0
+	for _, c := range v {
+		if c == 0 || c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 func isWS(c byte) bool { return c == ' ' || c == '\t' }

@@ -98,8 +98,8 @@ func (c *Conn) requestBlock(d *direction, id uint32, block []byte, end bool, t t
 	}
 	c.lastID = id
 	r := newRequest(id, c.client, c.server, t)
-	sink := requestSink{blockCheck: blockCheck{limit: c.lim.maxList}, r: r}
-	if d.dec.decode(block, &sink) != nil {
+	sink := c.requestSink(r, false)
+	if d.dec.decode(block, sink) != nil {
 		c.decodeFailed(d)
 		r.Release()
 		c.st.Skipped[ReasonProtocol].Add(1)
@@ -146,12 +146,19 @@ func (c *Conn) requestBlock(d *direction, id uint32, block []byte, end bool, t t
 	}
 }
 
+// requestSink readies the Conn's sink for a block of r (the sink is
+// reused: handed to the decoder as an interface, a new one would escape).
+func (c *Conn) requestSink(r *Request, trailers bool) *requestSink {
+	c.rsink = requestSink{blockCheck: blockCheck{limit: c.lim.maxList}, r: r, trailers: trailers}
+	return &c.rsink
+}
+
 // trailerBlock handles a second header block on a tracked stream.
 func (c *Conn) trailerBlock(d *direction, s *stream, block []byte, end bool) {
 	switch {
 	case s.req != nil:
-		sink := requestSink{blockCheck: blockCheck{limit: c.lim.maxList}, r: s.req, trailers: true}
-		if d.dec.decode(block, &sink) != nil {
+		sink := c.requestSink(s.req, true)
+		if d.dec.decode(block, sink) != nil {
 			c.decodeFailed(d)
 			c.cutRequest(s, ReasonProtocol, ErrProtocol)
 			c.removeStream(s)
@@ -169,8 +176,8 @@ func (c *Conn) trailerBlock(d *direction, s *stream, block []byte, end bool) {
 		c.emitWhole(s)
 	case s.body != nil:
 		tr := newRequest(0, c.client, c.server, time.Time{})
-		sink := requestSink{blockCheck: blockCheck{limit: c.lim.maxList}, r: tr, trailers: true}
-		err := d.dec.decode(block, &sink)
+		sink := c.requestSink(tr, true)
+		err := d.dec.decode(block, sink)
 		if err != nil {
 			c.decodeFailed(d)
 		}
@@ -391,8 +398,13 @@ func (c *Conn) answerBlock(d *direction, id uint32, block []byte, end bool, t ti
 		c.discardBlock(d, block)
 		return
 	}
-	sink := answerSink{blockCheck: blockCheck{limit: c.lim.maxList}, trailers: s.ans != nil}
-	if d.dec.decode(block, &sink) != nil {
+	sink := &c.asink
+	buf, spans := sink.buf[:0], sink.spans[:0]
+	if cap(buf) > 4<<10 || cap(spans) > maxPooledFields {
+		buf, spans = nil, nil // not pinned by an idle connection
+	}
+	*sink = answerSink{blockCheck: blockCheck{limit: c.lim.maxList}, trailers: s.ans != nil, buf: buf, spans: spans}
+	if d.dec.decode(block, sink) != nil {
 		c.decodeFailed(d)
 		c.answerLost(s)
 		c.removeStream(s)
