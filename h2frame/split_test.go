@@ -134,6 +134,7 @@ func TestSplitAnywhere(t *testing.T) {
 
 // h1 is an HTTP/1.1 request as the HTTP/1 framer would show it.
 type h1 struct {
+	client, server            netip.AddrPort // testClient and testServer when unset
 	method, target, authority string
 	headers, trailers         [][2]string
 	body                      string
@@ -170,10 +171,20 @@ func (r *h1) VisitTrailers(fn func(name, value []byte) bool) {
 func (r *h1) BodyLen() int64                   { return int64(len(r.body)) }
 func (r *h1) VisitBody(fn func(b []byte) bool) { fn([]byte(r.body)) }
 func (r *h1) Stream() *httpmsg.BodyStream      { return nil }
-func (r *h1) Client() netip.AddrPort           { return testClient }
-func (r *h1) Server() netip.AddrPort           { return testServer }
-func (r *h1) Time() time.Time                  { return t0 }
-func (r *h1) Release()                         {}
+func (r *h1) Client() netip.AddrPort {
+	if r.client.IsValid() {
+		return r.client
+	}
+	return testClient
+}
+func (r *h1) Server() netip.AddrPort {
+	if r.server.IsValid() {
+		return r.server
+	}
+	return testServer
+}
+func (r *h1) Time() time.Time { return t0 }
+func (r *h1) Release()        {}
 
 func upgradeRequest() *h1 {
 	return &h1{method: "POST", target: "/submit?x=1", authority: "svc.test:8080", body: "form=1",
