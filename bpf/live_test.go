@@ -96,6 +96,7 @@ func (tp *topology) attach(t *testing.T, tee *Tee, mode AttachMode) (*collector,
 		a, err = tee.Attach("s0", mode)
 		return err
 	})
+	skipUnlessAttachable(t, mode, err)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +248,7 @@ func TestLiveL3Device(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			tun := newTun(t)
 			a, err := tee.Attach(tun.Name, mode)
+			skipUnlessAttachable(t, mode, err)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -327,7 +329,9 @@ func TestStaleFilterReplaced(t *testing.T) {
 	for _, mode := range []AttachMode{AttachTC, AttachTCX} {
 		tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16})
 		var a *Attachment
-		if err := tp.server.Do(func() (err error) { a, err = tee.Attach("s0", mode); return err }); err != nil {
+		err := tp.server.Do(func() (err error) { a, err = tee.Attach("s0", mode); return err })
+		skipUnlessAttachable(t, mode, err)
+		if err != nil {
 			t.Fatal(err)
 		}
 		names := filterNames(t, nl, link)

@@ -11,12 +11,27 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// MaxPorts is the number of destination ports the kernel filter can hold.
-const MaxPorts = 64
+// MaxPorts is the number of destination ports the kernel filter can hold, and
+// MaxDestinations the number of destination prefixes. They are the sizes of the
+// ports and destinations maps of the embedded program (TEE_MAX_PORTS and
+// TEE_MAX_DESTINATIONS in tee.h), read from it when the package is
+// initialised; they are variables only for that reason, and nothing may
+// assign them.
+var MaxPorts, MaxDestinations = mapLimits()
 
-// MaxDestinations is the number of destination prefixes the kernel filter
-// can hold.
-const MaxDestinations = 1024
+// mapLimits reads the limits from the embedded program. The object is part
+// of the binary, so failing to read it means a broken build.
+func mapLimits() (ports, destinations int) {
+	spec, err := loadTee()
+	if err != nil {
+		panic(fmt.Sprintf("bpf: the embedded program cannot be read: %v", err))
+	}
+	var maps teeMapSpecs
+	if err := spec.Assign(&maps); err != nil {
+		panic(fmt.Sprintf("bpf: the embedded program lacks a map: %v", err))
+	}
+	return int(maps.Ports.MaxEntries), int(maps.Destinations.MaxEntries)
+}
 
 // Options configure the loaded program.
 type Options struct {

@@ -20,9 +20,7 @@ const tcActUnspec = 0xFFFFFFFF
 
 func loadForTest(t *testing.T, opts Options) *Tee {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loading BPF programs needs root (CAP_BPF, CAP_NET_ADMIN)")
-	}
+	requireProgramFeatures(t)
 	tee, err := Load(opts)
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		t.Skipf("kernel cannot load the program: %v", err)
@@ -63,6 +61,7 @@ func TestEventLayoutMatchesBTF(t *testing.T) {
 func runFrame(t *testing.T, tee *Tee, prog *ebpf.Program, data []byte, ctx any) []reassembly.Segment {
 	t.Helper()
 	ret, err := prog.Run(&ebpf.RunOptions{Data: data, Context: ctx})
+	skipIfNotSupported(t, err, "BPF_PROG_TEST_RUN for TC programs (Linux 4.12)")
 	if err != nil {
 		t.Fatalf("prog.Run: %v", err)
 	}
