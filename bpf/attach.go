@@ -14,7 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// AttachMode selects how the program is hooked to an interface's ingress.
+// AttachMode selects how the program is hooked to an interface (its ingress,
+// and its egress for answers).
 type AttachMode string
 
 // Attach modes.
@@ -83,19 +84,27 @@ func staleFilter(name string) bool {
 	return !alive
 }
 
-// Attachment is the program hooked to one interface.
+// Attachment is the program hooked to one interface: its ingress, and its
+// egress too when the Tee was loaded with Options.Answers.
 type Attachment struct {
-	Iface string
-	Index int
-	Mode  AttachMode // AttachTCX or AttachTC: what is in use
+	Iface   string
+	Index   int
+	Mode    AttachMode // AttachTCX or AttachTC: what is in use, on both hooks
+	Answers bool       // egress is hooked too: the servers' answers are copied
 
+	hooks []hook
+}
+
+// hook is one of the attachment's hooks: a TCX link or a tc filter.
+type hook struct {
 	link   link.Link
 	filter *netlink.BpfFilter
 }
 
-// Attach hooks the program to the ingress of the named interface. Whatever
-// the mode, a filter left behind by an earlier agent that was killed is
-// removed first, so packets are never copied twice.
+// Attach hooks the program to the ingress of the named interface, and to its
+// egress when the Tee copies answers. Whatever the mode, a filter left
+// behind by an earlier agent that was killed is removed first, on both
+// hooks, so packets are never copied twice.
 func (t *Tee) Attach(iface string, mode AttachMode) (*Attachment, error) {
 	nl, err := netlink.LinkByName(iface)
 	if err != nil {
@@ -106,22 +115,26 @@ func (t *Tee) Attach(iface string, mode AttachMode) (*Attachment, error) {
 		return nil, fmt.Errorf("interface %q: %w", iface, err)
 	}
 	attrs := nl.Attrs()
-	prog := t.program(hasEthernetHeader(attrs))
-	a := &Attachment{Iface: iface, Index: attrs.Index}
+	eth := hasEthernetHeader(attrs)
+	a := &Attachment{Iface: iface, Index: attrs.Index, Answers: t.answers}
 
 	if _, err := removeStaleFilters(nl); err != nil {
 		return nil, fmt.Errorf("interface %s: %w", iface, err)
 	}
 
 	if mode == AttachAuto || mode == AttachTCX {
-		l, err := link.AttachTCX(link.TCXOptions{
-			Interface: attrs.Index,
-			Program:   prog,
-			Attach:    ebpf.AttachTCXIngress,
-			Anchor:    link.Head(),
-		})
+		l, err := attachTCX(attrs.Index, t.program(eth, false), ebpf.AttachTCXIngress)
 		if err == nil {
-			a.Mode, a.link = AttachTCX, l
+			a.Mode = AttachTCX
+			a.hooks = append(a.hooks, hook{link: l})
+			if t.answers {
+				el, err := attachTCX(attrs.Index, t.program(eth, true), ebpf.AttachTCXEgress)
+				if err != nil {
+					a.Close()
+					return nil, fmt.Errorf("attach TCX to the egress of %s: %w", iface, err)
+				}
+				a.hooks = append(a.hooks, hook{link: el})
+			}
 			return a, nil
 		}
 		if mode == AttachTCX || !errors.Is(err, ebpf.ErrNotSupported) {
@@ -132,29 +145,54 @@ func (t *Tee) Attach(iface string, mode AttachMode) (*Attachment, error) {
 	if err := ensureClsact(attrs.Index); err != nil {
 		return nil, fmt.Errorf("interface %s: %w", iface, err)
 	}
-	f := ourFilter(attrs.Index, prog.FD())
+	a.Mode = AttachTC
+	f := ourFilter(attrs.Index, t.program(eth, false).FD(), netlink.HANDLE_MIN_INGRESS)
 	if err := netlink.FilterReplace(f); err != nil {
 		return nil, fmt.Errorf("add tc filter to %s: %w", iface, err)
 	}
-	a.Mode, a.filter = AttachTC, f
+	a.hooks = append(a.hooks, hook{filter: f})
+	if t.answers {
+		ef := ourFilter(attrs.Index, t.program(eth, true).FD(), netlink.HANDLE_MIN_EGRESS)
+		if err := netlink.FilterReplace(ef); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("add tc filter to the egress of %s: %w", iface, err)
+		}
+		a.hooks = append(a.hooks, hook{filter: ef})
+	}
 	return a, nil
 }
 
-// Close detaches the program. It removes only what Attach created: never
-// the clsact qdisc, which other tools' filters may share. An interface that
-// has gone away took the hook with it; that is not an error.
+func attachTCX(ifindex int, prog *ebpf.Program, at ebpf.AttachType) (link.Link, error) {
+	return link.AttachTCX(link.TCXOptions{
+		Interface: ifindex,
+		Program:   prog,
+		Attach:    at,
+		Anchor:    link.Head(),
+	})
+}
+
+// Close detaches the program from every hook. It removes only what Attach
+// created: never the clsact qdisc, which other tools' filters may share. An
+// interface that has gone away took the hooks with it; that is not an error.
 func (a *Attachment) Close() error {
-	var err error
-	if a.link != nil {
-		err = a.link.Close()
+	var errs []error
+	for _, h := range a.hooks {
+		var err error
+		if h.link != nil {
+			err = h.link.Close()
+		}
+		if h.filter != nil {
+			err = netlink.FilterDel(h.filter)
+		}
+		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
+			err = nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if a.filter != nil {
-		err = netlink.FilterDel(a.filter)
-	}
-	if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
-		err = nil
-	}
-	if err != nil {
+	a.hooks = nil
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("detach from %s: %w", a.Iface, err)
 	}
 	return nil
@@ -173,12 +211,15 @@ func hasEthernetHeader(attrs *netlink.LinkAttrs) bool {
 	return false
 }
 
-func ourFilter(ifindex, fd int) *netlink.BpfFilter {
+// ourFilter is this agent's filter on one clsact hook: parent is
+// netlink.HANDLE_MIN_INGRESS or netlink.HANDLE_MIN_EGRESS. Both hooks get the
+// same name, priority and handle.
+func ourFilter(ifindex, fd int, parent uint32) *netlink.BpfFilter {
 	pid := os.Getpid()
 	return &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: ifindex,
-			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Parent:    parent,
 			Handle:    filterHandle | uint32(pid&0xffff),
 			Protocol:  unix.ETH_P_ALL,
 			Priority:  filterPriority,
@@ -205,28 +246,30 @@ func ensureClsact(ifindex int) error {
 	return nil
 }
 
-// removeStaleFilters deletes the ingress BPF filters left by agents that
-// died without detaching (see staleFilter). Filters of other tools and of
-// live agents are left alone. It returns how many it removed.
+// removeStaleFilters deletes the BPF filters, on ingress and on egress, left
+// by agents that died without detaching (see staleFilter). Filters of other
+// tools and of live agents are left alone. It returns how many it removed.
 func removeStaleFilters(nl netlink.Link) (int, error) {
-	filters, err := netlink.FilterList(nl, netlink.HANDLE_MIN_INGRESS)
-	if err != nil {
-		// No clsact qdisc means no filter of ours either.
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("list tc filters: %w", err)
-	}
 	removed := 0
-	for _, f := range filters {
-		bf, ok := f.(*netlink.BpfFilter)
-		if !ok || !staleFilter(bf.Name) {
-			continue
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		filters, err := netlink.FilterList(nl, parent)
+		if err != nil {
+			// No clsact qdisc means no filter of ours either.
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return removed, fmt.Errorf("list tc filters: %w", err)
 		}
-		if err := netlink.FilterDel(bf); err != nil && !errors.Is(err, unix.ENOENT) {
-			return removed, fmt.Errorf("remove stale tc filter: %w", err)
+		for _, f := range filters {
+			bf, ok := f.(*netlink.BpfFilter)
+			if !ok || !staleFilter(bf.Name) {
+				continue
+			}
+			if err := netlink.FilterDel(bf); err != nil && !errors.Is(err, unix.ENOENT) {
+				return removed, fmt.Errorf("remove stale tc filter: %w", err)
+			}
+			removed++
 		}
-		removed++
 	}
 	return removed, nil
 }

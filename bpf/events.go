@@ -24,15 +24,19 @@ const (
 	offDport      = 26
 	offFamily     = 28
 	offFlags      = 29
+	offDir        = 30
 	offSaddr      = 32
 	offDaddr      = 48
 	tcpFlagsKnown = 0x1f // FIN SYN RST PSH ACK, the flags reassembly knows
 )
 
-var errShortRecord = errors.New("record shorter than its header says")
+var (
+	errShortRecord = errors.New("record shorter than its header says")
+	errDirection   = errors.New("record with an unknown direction")
+)
 
 // decodeEvent fills seg from one ring buffer record and returns the index of
-// the interface it arrived on. seg.Payload aliases raw. monoToWall converts
+// the interface the packet was seen on. seg.Payload aliases raw. monoToWall converts
 // the kernel's monotonic timestamp to wall-clock nanoseconds.
 func decodeEvent(raw []byte, seg *reassembly.Segment, monoToWall int64) (int, error) {
 	if len(raw) < eventSize {
@@ -52,6 +56,14 @@ func decodeEvent(raw []byte, seg *reassembly.Segment, monoToWall int64) (int, er
 		dst = netip.AddrFrom16([16]byte(raw[offDaddr : offDaddr+16]))
 	default:
 		return 0, errors.New("record with an unknown address family")
+	}
+	switch teeTeeDir(raw[offDir]) {
+	case teeTeeDirTEE_TO_SERVER:
+		seg.Dir = reassembly.ToServer
+	case teeTeeDirTEE_TO_CLIENT:
+		seg.Dir = reassembly.ToClient
+	default:
+		return 0, errDirection
 	}
 	seg.Flow.Src = netip.AddrPortFrom(src, binary.NativeEndian.Uint16(raw[offSport:]))
 	seg.Flow.Dst = netip.AddrPortFrom(dst, binary.NativeEndian.Uint16(raw[offDport:]))

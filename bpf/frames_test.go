@@ -3,6 +3,8 @@ package bpf
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/shadowtee/shadowtee/reassembly"
 )
 
 // packet describes a TCP segment to build as a frame for prog.Run.
@@ -19,6 +21,8 @@ type packet struct {
 	zeroLen  bool     // IPv4 tot_len / IPv6 payload_len 0, as on BIG TCP packets
 	pad      int      // bytes of Ethernet padding after the IP datagram
 	cut      int      // cut the frame to this many bytes
+
+	dir reassembly.Direction // the direction a copy of it must carry
 }
 
 func (p packet) tcpHeader() []byte {
@@ -107,3 +111,50 @@ func (p packet) frame() []byte {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// checksummed returns the IP datagram with valid IPv4 header and TCP
+// checksums, as a real stack needs them (the TCP options of tcpHeader are
+// fine in a SYN).
+func (p packet) checksummed() []byte {
+	d := p.ipDatagram()
+	var l4 []byte
+	var pseudo []byte
+	if p.src.Addr().Is4() {
+		ihl := int(d[0]&0x0f) * 4
+		binary.BigEndian.PutUint16(d[10:], checksum(d[:ihl], 0))
+		l4 = d[ihl:]
+		s, t := p.src.Addr().As4(), p.dst.Addr().As4()
+		pseudo = append(append(pseudo, s[:]...), t[:]...)
+		pseudo = append(pseudo, 0, 6)
+		pseudo = binary.BigEndian.AppendUint16(pseudo, uint16(len(l4)))
+	} else {
+		l4 = d[40:] // no extension headers here
+		s, t := p.src.Addr().As16(), p.dst.Addr().As16()
+		pseudo = append(append(pseudo, s[:]...), t[:]...)
+		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(len(l4)))
+		pseudo = append(pseudo, 0, 0, 0, 6)
+	}
+	binary.BigEndian.PutUint16(l4[16:], 0)
+	binary.BigEndian.PutUint16(l4[16:], checksum(l4, sum(pseudo)))
+	return d
+}
+
+func sum(b []byte) uint32 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	return s
+}
+
+// checksum is the Internet checksum of b, starting from the partial sum s.
+func checksum(b []byte, s uint32) uint16 {
+	s += sum(b)
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}

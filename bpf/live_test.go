@@ -17,27 +17,49 @@ import (
 	"github.com/shadowtee/shadowtee/reassembly"
 )
 
-// collector is a Sink that keeps copies of every segment.
+// collector is a Sink that keeps copies of every segment, with the time it
+// received each.
 type collector struct {
 	mu        sync.Mutex
 	segs      []reassembly.Segment
 	ifindexes []int
+	received  []time.Time
+	flushes   int
 }
 
 func (c *collector) Segment(seg *reassembly.Segment, ifindex int) {
 	s := *seg
 	s.Payload = bytes.Clone(seg.Payload)
+	now := time.Now()
 	c.mu.Lock()
 	c.segs = append(c.segs, s)
 	c.ifindexes = append(c.ifindexes, ifindex)
+	c.received = append(c.received, now)
 	c.mu.Unlock()
 }
 
-func (c *collector) Flush() {}
+func (c *collector) Flush() {
+	c.mu.Lock()
+	c.flushes++
+	c.mu.Unlock()
+}
+
+// len returns the number of segments received.
+func (c *collector) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.segs)
+}
 
 // stream reassembles the bytes of one flow from the records read: under
 // load TCP retransmits, and a copied segment may come twice.
 func (c *collector) stream(src net.Addr) (data []byte, largest int) {
+	return c.flowStream(src.String(), "")
+}
+
+// flowStream reassembles the bytes that src sent (to dst, unless dst is
+// empty).
+func (c *collector) flowStream(src, dst string) (data []byte, largest int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := &bytesStream{}
@@ -45,7 +67,7 @@ func (c *collector) stream(src net.Addr) (data []byte, largest int) {
 		NewStream: func(*reassembly.Segment, bool) reassembly.Stream { return out },
 	})
 	for i := range c.segs {
-		if s := &c.segs[i]; s.Flow.Src.String() == src.String() {
+		if s := &c.segs[i]; s.Flow.Src.String() == src && (dst == "" || s.Flow.Dst.String() == dst) {
 			asm.Add(s)
 			largest = max(largest, len(s.Payload))
 		}
@@ -91,6 +113,14 @@ func newTopology(t *testing.T) *topology {
 // attach hooks tee to s0 in the server namespace and starts a reader.
 func (tp *topology) attach(t *testing.T, tee *Tee, mode AttachMode) (*collector, *Attachment) {
 	t.Helper()
+	a := tp.hook(t, tee, mode)
+	_, col := startReader(t, tee, time.Millisecond)
+	return col, a
+}
+
+// hook attaches tee to s0 in the server namespace, detached at cleanup.
+func (tp *topology) hook(t *testing.T, tee *Tee, mode AttachMode) *Attachment {
+	t.Helper()
 	var a *Attachment
 	err := tp.server.Do(func() (err error) {
 		a, err = tee.Attach("s0", mode)
@@ -104,7 +134,13 @@ func (tp *topology) attach(t *testing.T, tee *Tee, mode AttachMode) (*collector,
 	if a.Mode != mode && mode != AttachAuto {
 		t.Fatalf("attached with %s, asked for %s", a.Mode, mode)
 	}
-	rd, err := tee.NewReader(time.Millisecond)
+	return a
+}
+
+// startReader runs a reader of tee into a collector until cleanup.
+func startReader(t *testing.T, tee *Tee, poll time.Duration) (*Reader, *collector) {
+	t.Helper()
+	rd, err := tee.NewReader(poll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +153,7 @@ func (tp *topology) attach(t *testing.T, tee *Tee, mode AttachMode) (*collector,
 			t.Error(err)
 		}
 	})
-	return col, a
+	return rd, col
 }
 
 // send connects to addr from the client namespace, writes data in one call
@@ -153,6 +189,22 @@ func (tp *topology) send(t *testing.T, addr string, data []byte) net.Addr {
 		t.Fatalf("server read %d bytes, want %d", n, len(data))
 	}
 	return local
+}
+
+// waitUntil polls cond every millisecond until it holds, for at most limit;
+// it reports whether it came to hold.
+func waitUntil(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for i := 0; i < 100_000; i++ {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return cond()
 }
 
 // waitStream waits until the collector holds want for the flow from src.
@@ -293,8 +345,8 @@ func TestLiveL3Device(t *testing.T) {
 	}
 }
 
-// A tc filter left by a killed agent is replaced, never duplicated, and
-// other filters on the interface are left alone.
+// A tc filter left by a killed agent is replaced, never duplicated, on
+// ingress and on egress, and other filters on the interface are left alone.
 func TestStaleFilterReplaced(t *testing.T) {
 	tp := newTopology(t)
 	nl := tp.server.Netlink()
@@ -302,56 +354,65 @@ func TestStaleFilterReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16})
+	old := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16, Answers: true})
 	var stale *Attachment
 	if err := tp.server.Do(func() (err error) { stale, err = old.Attach("s0", AttachTC); return err }); err != nil {
 		t.Fatal(err)
 	}
 	_ = stale // as if the agent had been killed: never closed
-	// Another tool's filter on the same hook must survive.
-	other := ourFilter(link.Attrs().Index, old.program(true).FD())
-	other.Name, other.Handle, other.Priority = "othertool", 7, 5
-	if err := nl.FilterAdd(other); err != nil {
-		t.Fatal(err)
-	}
-
-	// A filter of a live agent (a process named shadowtee) must survive, as
-	// must one whose name only looks like ours; one of a dead agent goes.
+	hooks := []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS}
 	live := startNamedProcess(t, "shadowtee")
-	for _, name := range []string{filterName(live), filterName(1 << 22), "shadowteefoo"} {
-		f := ourFilter(link.Attrs().Index, old.program(true).FD())
-		f.Name, f.Handle = name, uint32(len(name))<<8|9
-		if err := nl.FilterAdd(f); err != nil {
+	for _, parent := range hooks {
+		// Another tool's filter on the same hook must survive.
+		other := ourFilter(link.Attrs().Index, old.program(true, false).FD(), parent)
+		other.Name, other.Handle, other.Priority = "othertool", 7, 5
+		if err := nl.FilterAdd(other); err != nil {
 			t.Fatal(err)
+		}
+		// A filter of a live agent (a process named shadowtee) must
+		// survive, as must one whose name only looks like ours; one of a
+		// dead agent goes.
+		for _, name := range []string{filterName(live), filterName(1 << 22), "shadowteefoo"} {
+			f := ourFilter(link.Attrs().Index, old.program(true, false).FD(), parent)
+			f.Name, f.Handle = name, uint32(len(name))<<8|9
+			if err := nl.FilterAdd(f); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 
-	for _, mode := range []AttachMode{AttachTC, AttachTCX} {
-		tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16})
+	for _, c := range []struct {
+		mode    AttachMode
+		answers bool
+	}{{AttachTC, true}, {AttachTC, false}, {AttachTCX, true}} {
+		tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 16, Answers: c.answers})
 		var a *Attachment
-		err := tp.server.Do(func() (err error) { a, err = tee.Attach("s0", mode); return err })
-		skipUnlessAttachable(t, mode, err)
+		err := tp.server.Do(func() (err error) { a, err = tee.Attach("s0", c.mode); return err })
+		skipUnlessAttachable(t, c.mode, err)
 		if err != nil {
 			t.Fatal(err)
-		}
-		names := filterNames(t, nl, link)
-		wantOurs := 0
-		if mode == AttachTC {
-			wantOurs = 1
 		}
 		self := filterName(os.Getpid())
 		survivors := func(names map[string]int) bool {
 			return names["othertool"] == 1 && names[filterName(live)] == 1 && names["shadowteefoo"] == 1 &&
 				names[filterName(1<<22)] == 0
 		}
-		if names[self] != wantOurs || !survivors(names) {
-			t.Errorf("%s: filters after attach: %v", mode, names)
+		for _, parent := range hooks {
+			wantOurs := 0
+			if c.mode == AttachTC && (parent == netlink.HANDLE_MIN_INGRESS || c.answers) {
+				wantOurs = 1
+			}
+			if names := filterNames(t, nl, link, parent); names[self] != wantOurs || !survivors(names) {
+				t.Errorf("%s, answers %v, hook %#x: filters after attach: %v", c.mode, c.answers, parent, names)
+			}
 		}
 		if err := tp.server.Do(a.Close); err != nil {
 			t.Fatal(err)
 		}
-		if names := filterNames(t, nl, link); names[self] != 0 || !survivors(names) {
-			t.Errorf("%s: filters after detach: %v", mode, names)
+		for _, parent := range hooks {
+			if names := filterNames(t, nl, link, parent); names[self] != 0 || !survivors(names) {
+				t.Errorf("%s, answers %v, hook %#x: filters after detach: %v", c.mode, c.answers, parent, names)
+			}
 		}
 	}
 	if _, err := nl.QdiscList(link); err != nil {
@@ -379,9 +440,9 @@ func startNamedProcess(t *testing.T, name string) int {
 	return cmd.Process.Pid
 }
 
-func filterNames(t *testing.T, nl *netlink.Handle, link netlink.Link) map[string]int {
+func filterNames(t *testing.T, nl *netlink.Handle, link netlink.Link, parent uint32) map[string]int {
 	t.Helper()
-	fs, err := nl.FilterList(link, netlink.HANDLE_MIN_INGRESS)
+	fs, err := nl.FilterList(link, parent)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// MaxPorts is the number of destination ports the kernel filter can hold, and
-// MaxDestinations the number of destination prefixes. They are the sizes of the
+// MaxPorts is the number of server ports the kernel filter can hold, and
+// MaxDestinations the number of server prefixes. They are the sizes of the
 // ports and destinations maps of the embedded program (TEE_MAX_PORTS and
 // TEE_MAX_DESTINATIONS in tee.h), read from it when the package is
 // initialised; they are variables only for that reason, and nothing may
@@ -35,14 +35,21 @@ func mapLimits() (ports, destinations int) {
 
 // Options configure the loaded program.
 type Options struct {
-	// Ports are the TCP destination ports whose segments are copied.
+	// Ports are the TCP server ports whose segments are copied: the
+	// destination port of what clients send, and, with Answers, the source
+	// port of what the servers send back.
 	Ports []uint16
-	// Destinations, when not empty, narrow the copy to segments towards
-	// these prefixes (pod CIDRs, say).
+	// Destinations, when not empty, narrow the copy to the connections of
+	// servers in these prefixes (pod CIDRs, say).
 	Destinations []netip.Prefix
 	// RingBytes is the size of the ring buffer: a power of two, at least one
 	// page. Default 8 MiB.
 	RingBytes int
+	// Answers makes Attach hook the egress of each interface too, so that
+	// the servers' answers are copied (reassembly.ToClient segments) as well
+	// as the clients' requests (reassembly.ToServer). Without it nothing is
+	// attached to egress and no answer is copied.
+	Answers bool
 }
 
 // DefaultRingBytes is the default size of the ring buffer.
@@ -50,7 +57,8 @@ const DefaultRingBytes = 8 << 20
 
 // Tee is the loaded program with its maps. It is not attached anywhere yet.
 type Tee struct {
-	objs teeObjects
+	objs    teeObjects
+	answers bool
 }
 
 // Load loads the program into the kernel. On a verifier rejection the error
@@ -78,7 +86,7 @@ func Load(opts Options) (*Tee, error) {
 	}
 	specs.Events.MaxEntries = uint32(opts.RingBytes)
 
-	t := &Tee{}
+	t := &Tee{answers: opts.Answers}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -97,7 +105,7 @@ func Load(opts Options) (*Tee, error) {
 	return t, nil
 }
 
-// SetPorts makes the kernel filter copy exactly these destination ports.
+// SetPorts makes the kernel filter copy exactly these server ports.
 // Ports are added before others are removed, so a port that stays is never
 // missing for a moment.
 func (t *Tee) SetPorts(ports []uint16) error {
@@ -137,9 +145,9 @@ func (t *Tee) SetPorts(ports []uint16) error {
 	return nil
 }
 
-// SetDestinations makes the kernel filter copy only segments towards these
-// prefixes; none means every destination. As with ports, new entries go in
-// before old ones go out.
+// SetDestinations makes the kernel filter copy only the connections of
+// servers in these prefixes; none means every server. As with ports, new
+// entries go in before old ones go out.
 func (t *Tee) SetDestinations(prefixes []netip.Prefix) error {
 	if len(prefixes) > MaxDestinations {
 		return fmt.Errorf("%d destinations: the kernel filter holds at most %d", len(prefixes), MaxDestinations)
@@ -191,17 +199,18 @@ func dstKey(p netip.Prefix) teeTeeDstKey {
 	return teeTeeDstKey{Prefixlen: uint32(bits), Addr: p.Addr().As16()}
 }
 
-// Counters are the kernel program's counters, summed over all CPUs.
+// Counters are the kernel program's counters, summed over all CPUs and
+// over both hooks (ingress, and egress with Options.Answers).
 type Counters struct {
 	Seen         uint64 // packets the program ran on
-	Matched      uint64 // TCP segments to a watched port
+	Matched      uint64 // TCP segments of a watched port and server
 	Copied       uint64 // matched segments copied whole
 	CopiedBytes  uint64 // payload bytes copied
 	DropRingFull uint64 // matched segments lost because the ring buffer was full
 	DropLoad     uint64 // matched segments lost because their payload could not be read
 	Truncated    uint64 // segments longer than the largest copy (their tail was lost)
 	Fragments    uint64 // IP fragments seen (not followed)
-	OtherDest    uint64 // segments to a watched port but another destination
+	OtherDest    uint64 // segments of a watched port but of a server not in the destinations
 }
 
 // Counters reads and sums the per-CPU counters.
@@ -232,10 +241,19 @@ func (t *Tee) Counters() (Counters, error) {
 	}, nil
 }
 
-// program returns the variant for a device with or without an Ethernet header.
-func (t *Tee) program(ethernet bool) *ebpf.Program {
-	if ethernet {
+// Answers reports whether Attach hooks egress too (Options.Answers).
+func (t *Tee) Answers() bool { return t.answers }
+
+// program returns the variant for a device with or without an Ethernet
+// header, for the ingress (requests) or the egress (answers) hook.
+func (t *Tee) program(ethernet, egress bool) *ebpf.Program {
+	switch {
+	case ethernet && egress:
+		return t.objs.TeeEthEgress
+	case ethernet:
 		return t.objs.TeeEth
+	case egress:
+		return t.objs.TeeL3Egress
 	}
 	return t.objs.TeeL3
 }

@@ -2,23 +2,29 @@
 //go:build ignore
 
 /*
- * tee.c copies the client-to-server bytes of TCP connections to watched ports
- * into a ring buffer, for the shadowtee agent to reassemble and mirror.
+ * tee.c copies the bytes of TCP connections to watched servers into a ring
+ * buffer, for the shadowtee agent to reassemble and mirror: what clients
+ * send, and, when the agent asks for answers, what those servers send back.
  *
- * It runs as a TC (TCX or clsact) ingress classifier and only ever reads:
- * every path returns TC_ACT_UNSPEC (TCX_NEXT), so the packet continues as if
- * the program were not there, also when a copy fails.
+ * It runs as a TC (TCX or clsact) classifier and only ever reads: every path
+ * returns TC_ACT_UNSPEC (TCX_NEXT), so the packet continues as if the
+ * program were not there, also when a copy fails. There are four programs
+ * and one parser (tee_packet, inlined into each): tee_eth and tee_l3 on
+ * ingress copy segments towards a watched server (TEE_TO_SERVER);
+ * tee_eth_egress and tee_l3_egress, attached only for answers, copy the
+ * segments that server sends (TEE_TO_CLIENT).
  *
  * Per packet:
  *   1. Find the network header: after the Ethernet header and up to two
- *      802.1Q/802.1ad tags (tee_eth), or at offset 0 on devices without a
- *      link-layer header (tee_l3).
+ *      802.1Q/802.1ad tags (the _eth programs), or at offset 0 on devices
+ *      without a link-layer header (the _l3 programs).
  *   2. IPv4 (options skipped, fragments counted and left alone) or IPv6
  *      (hop-by-hop, routing, destination-options and AH headers skipped).
- *   3. TCP to a destination port in the ports map and a destination address
- *      in the destinations trie (which holds ::/0 unless the agent narrows
- *      it to pod CIDRs), with payload or with SYN, FIN or RST. Pure ACKs
- *      never leave the kernel.
+ *   3. TCP whose server port is in the ports map and whose server address
+ *      is in the destinations trie (which holds ::/0 unless the agent
+ *      narrows it to pod CIDRs), with payload or with SYN, FIN or RST. The
+ *      server is the destination on ingress and the source on egress. Pure
+ *      ACKs never leave the kernel.
  *   4. Copy the whole payload, GRO super-packets included, into ring buffer
  *      records: up to TEE_CHUNK bytes per record, each record reserved in the
  *      smallest power-of-two size class that holds its bytes, because
@@ -51,10 +57,11 @@
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-/* Not read by the program: these keep struct tee_event and enum tee_counter
- * in the BTF, from which bpf2go generates their Go twins (see events.go). */
+/* Not read by the program: these keep struct tee_event and the enums in the
+ * BTF, from which bpf2go generates their Go twins (see events.go). */
 const volatile struct tee_event event_layout = {};
 const volatile enum tee_counter counter_count = TEE_COUNTER_MAX;
+const volatile enum tee_dir dir_values = TEE_TO_CLIENT;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -64,7 +71,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TEE_MAX_PORTS);
-	__type(key, __u16); /* destination port, host order */
+	__type(key, __u16); /* server port, host order */
 	__type(value, __u8);
 } ports SEC(".maps");
 
@@ -249,17 +256,19 @@ out:
 	count(c, TEE_COPIED_BYTES, len);
 }
 
-/* watched_destination looks the destination address up in the trie. */
-static __always_inline int watched_destination(const struct tee_event *h)
+/* watched_server looks the server's address up in the trie: the destination
+ * of a segment towards the server, the source of one from it. */
+static __always_inline int watched_server(const struct tee_event *h, enum tee_dir dir)
 {
 	struct tee_dst_key key = {.prefixlen = 128};
+	const __u8 *addr = dir == TEE_TO_CLIENT ? h->saddr : h->daddr;
 
 	if (h->family == 4) {
 		key.addr[10] = 0xff;
 		key.addr[11] = 0xff;
-		__builtin_memcpy(&key.addr[12], h->daddr, 4);
+		__builtin_memcpy(&key.addr[12], addr, 4);
 	} else {
-		__builtin_memcpy(key.addr, h->daddr, 16);
+		__builtin_memcpy(key.addr, addr, 16);
 	}
 	return bpf_map_lookup_elem(&destinations, &key) != NULL;
 }
@@ -267,18 +276,19 @@ static __always_inline int watched_destination(const struct tee_event *h)
 /* tcp_segment handles the TCP header at l4 of a packet whose IP datagram
  * ends at ip_end; h already holds the addresses. */
 static __always_inline void tcp_segment(struct __sk_buff *skb, struct tee_counters *c,
-					struct tee_event *h, __u32 l4, __u32 ip_end)
+					struct tee_event *h, __u32 l4, __u32 ip_end,
+					enum tee_dir dir)
 {
 	struct tcp_hdr tcp;
-	__u16 dport;
+	__u16 port;
 	__u32 doff, len;
 
 	if (bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)) < 0)
 		return;
-	dport = bpf_ntohs(tcp.dest);
-	if (!bpf_map_lookup_elem(&ports, &dport))
+	port = bpf_ntohs(dir == TEE_TO_CLIENT ? tcp.source : tcp.dest);
+	if (!bpf_map_lookup_elem(&ports, &port))
 		return;
-	if (!watched_destination(h)) {
+	if (!watched_server(h, dir)) {
 		count(c, TEE_OTHER_DST, 1);
 		return;
 	}
@@ -298,14 +308,16 @@ static __always_inline void tcp_segment(struct __sk_buff *skb, struct tee_counte
 	h->ts_ns = bpf_ktime_get_ns();
 	h->ifindex = skb->ifindex;
 	h->sport = bpf_ntohs(tcp.source);
-	h->dport = dport;
+	h->dport = bpf_ntohs(tcp.dest);
 	h->seq = bpf_ntohl(tcp.seq);
 	h->ack = bpf_ntohl(tcp.ack_seq);
 	h->tcp_flags = tcp.flags;
+	h->dir = dir;
 	copy_payload(skb, c, h, l4 + doff, len);
 }
 
-static __always_inline void ipv4_packet(struct __sk_buff *skb, struct tee_counters *c, __u32 off)
+static __always_inline void ipv4_packet(struct __sk_buff *skb, struct tee_counters *c, __u32 off,
+					enum tee_dir dir)
 {
 	struct tee_event h = {};
 	struct ipv4_hdr ip;
@@ -328,10 +340,11 @@ static __always_inline void ipv4_packet(struct __sk_buff *skb, struct tee_counte
 	h.family = 4;
 	__builtin_memcpy(h.saddr, &ip.saddr, 4);
 	__builtin_memcpy(h.daddr, &ip.daddr, 4);
-	tcp_segment(skb, c, &h, off + ihl, ip_end);
+	tcp_segment(skb, c, &h, off + ihl, ip_end, dir);
 }
 
-static __always_inline void ipv6_packet(struct __sk_buff *skb, struct tee_counters *c, __u32 off)
+static __always_inline void ipv6_packet(struct __sk_buff *skb, struct tee_counters *c, __u32 off,
+					enum tee_dir dir)
 {
 	struct tee_event h = {};
 	struct ipv6_opt_hdr opt;
@@ -367,57 +380,70 @@ static __always_inline void ipv6_packet(struct __sk_buff *skb, struct tee_counte
 	h.family = 6;
 	__builtin_memcpy(h.saddr, ip.saddr, 16);
 	__builtin_memcpy(h.daddr, ip.daddr, 16);
-	tcp_segment(skb, c, &h, l4, ip_end);
+	tcp_segment(skb, c, &h, l4, ip_end, dir);
 }
 
-static __always_inline void network_packet(struct __sk_buff *skb, struct tee_counters *c,
-					   __be16 proto, __u32 off)
-{
-	if (proto == bpf_htons(ETH_P_IP))
-		ipv4_packet(skb, c, off);
-	else if (proto == bpf_htons(ETH_P_IPV6))
-		ipv6_packet(skb, c, off);
-}
-
-static __always_inline struct tee_counters *counters_seen(void)
+/*
+ * tee_packet is the one parser behind all four programs. ethernet (0 or 1) says
+ * whether the packet starts with an Ethernet header (else with the IP
+ * header, whose protocol skb->protocol gives); dir says which hook runs it.
+ * Both are constants where it is inlined.
+ */
+static __always_inline int tee_packet(struct __sk_buff *skb, int ethernet, enum tee_dir dir)
 {
 	__u32 zero = 0;
 	struct tee_counters *c = bpf_map_lookup_elem(&counters, &zero);
+	struct vlan_hdr vlan;
+	__u32 off = 0;
+	__be16 proto = skb->protocol;
 
 	count(c, TEE_SEEN, 1);
-	return c;
+	if (ethernet) {
+		off = ETH_HLEN;
+		if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+			return TC_ACT_UNSPEC;
+		for (int i = 0; i < 2; i++) {
+			if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+				break;
+			if (bpf_skb_load_bytes(skb, off, &vlan, sizeof(vlan)) < 0)
+				return TC_ACT_UNSPEC;
+			proto = vlan.proto;
+			off += sizeof(vlan);
+		}
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		ipv4_packet(skb, c, off, dir);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		ipv6_packet(skb, c, off, dir);
+	return TC_ACT_UNSPEC;
 }
 
-/* tee_eth is for devices with an Ethernet header (and loopback). */
+/* tee_eth is for the ingress of devices with an Ethernet header (and
+ * loopback): segments towards the watched servers. */
 SEC("tc")
 int tee_eth(struct __sk_buff *skb)
 {
-	struct tee_counters *c = counters_seen();
-	struct vlan_hdr vlan;
-	__u32 off = ETH_HLEN;
-	__be16 proto;
-
-	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
-		return TC_ACT_UNSPEC;
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if (bpf_skb_load_bytes(skb, off, &vlan, sizeof(vlan)) < 0)
-			return TC_ACT_UNSPEC;
-		proto = vlan.proto;
-		off += sizeof(vlan);
-	}
-	network_packet(skb, c, proto, off);
-	return TC_ACT_UNSPEC;
+	return tee_packet(skb, 1, TEE_TO_SERVER);
 }
 
-/* tee_l3 is for devices without a link-layer header (tun, WireGuard, IP
- * tunnels): the packet starts with the IP header. */
+/* tee_l3 is for the ingress of devices without a link-layer header (tun,
+ * WireGuard, IP tunnels): the packet starts with the IP header. */
 SEC("tc")
 int tee_l3(struct __sk_buff *skb)
 {
-	struct tee_counters *c = counters_seen();
+	return tee_packet(skb, 0, TEE_TO_SERVER);
+}
 
-	network_packet(skb, c, skb->protocol, 0);
-	return TC_ACT_UNSPEC;
+/* tee_eth_egress is tee_eth for the egress hook: the servers' answers. */
+SEC("tc")
+int tee_eth_egress(struct __sk_buff *skb)
+{
+	return tee_packet(skb, 1, TEE_TO_CLIENT);
+}
+
+/* tee_l3_egress is tee_l3 for the egress hook: the servers' answers. */
+SEC("tc")
+int tee_l3_egress(struct __sk_buff *skb)
+{
+	return tee_packet(skb, 0, TEE_TO_CLIENT);
 }

@@ -10,10 +10,10 @@
 
 #include <linux/types.h>
 
-/* Maximum number of watched TCP destination ports. */
+/* Maximum number of watched TCP server ports. */
 #define TEE_MAX_PORTS 64
 
-/* Maximum number of destination prefixes (pod CIDRs) in the filter. */
+/* Maximum number of server prefixes (pod CIDRs) in the filter. */
 #define TEE_MAX_DESTINATIONS 1024
 
 /* Largest payload copied in one record; bigger payloads (GRO and BIG TCP
@@ -39,9 +39,22 @@ struct tee_event {
 	__u16 dport;     /* TCP destination port, host order */
 	__u8 family;     /* 4 or 6 */
 	__u8 tcp_flags;  /* FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 ... */
-	__u16 _pad;
+	__u8 dir;        /* enum tee_dir: which side sent the segment */
+	__u8 _pad;
 	__u8 saddr[16];  /* IPv4 addresses use the first 4 bytes */
 	__u8 daddr[16];
+};
+
+/*
+ * enum tee_dir says which hook copied a segment. Ingress copies what clients
+ * send to a watched server (the destination port is watched); egress, only
+ * when the agent asks for answers, copies what that server sends back (the
+ * source port is watched). The values are reassembly.ToServer and
+ * reassembly.ToClient.
+ */
+enum tee_dir {
+	TEE_TO_SERVER = 0,
+	TEE_TO_CLIENT = 1,
 };
 
 /*
@@ -56,14 +69,14 @@ struct tee_dst_key {
 /* enum tee_counter indexes struct tee_counters.v. */
 enum tee_counter {
 	TEE_SEEN = 0,       /* packets the program ran on */
-	TEE_MATCHED,        /* TCP segments to a watched port */
+	TEE_MATCHED,        /* TCP segments of a watched port (destination on ingress, source on egress) */
 	TEE_COPIED,         /* matched segments copied whole to the ring buffer */
 	TEE_COPIED_BYTES,   /* payload bytes copied */
 	TEE_DROP_RING_FULL, /* matched segments lost: no room in the ring buffer */
 	TEE_DROP_LOAD,      /* matched segments lost: payload could not be read */
 	TEE_TRUNCATED,      /* segments with more than TEE_MAX_PAYLOAD bytes (the tail is lost) */
 	TEE_FRAGMENT,       /* IP fragments, which are not followed */
-	TEE_OTHER_DST,      /* segments to a watched port but not to a watched destination */
+	TEE_OTHER_DST,      /* segments of a watched port but not of a watched server address */
 	TEE_COUNTER_MAX,
 };
 

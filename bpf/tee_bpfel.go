@@ -33,6 +33,13 @@ type teeTeeCounters struct {
 	V [9]uint64
 }
 
+type teeTeeDir uint32
+
+const (
+	teeTeeDirTEE_TO_SERVER teeTeeDir = 0
+	teeTeeDirTEE_TO_CLIENT teeTeeDir = 1
+)
+
 type teeTeeDstKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -50,7 +57,8 @@ type teeTeeEvent struct {
 	Dport    uint16
 	Family   uint8
 	TcpFlags uint8
-	Pad      uint16
+	Dir      uint8
+	Pad      uint8
 	Saddr    [16]uint8
 	Daddr    [16]uint8
 }
@@ -59,14 +67,17 @@ type teeTeeEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	teeMapCounters     = "counters"
-	teeMapDestinations = "destinations"
-	teeMapEvents       = "events"
-	teeMapPorts        = "ports"
-	teeProgTeeEth      = "tee_eth"
-	teeProgTeeL3       = "tee_l3"
-	teeVarCounterCount = "counter_count"
-	teeVarEventLayout  = "event_layout"
+	teeMapCounters      = "counters"
+	teeMapDestinations  = "destinations"
+	teeMapEvents        = "events"
+	teeMapPorts         = "ports"
+	teeProgTeeEth       = "tee_eth"
+	teeProgTeeEthEgress = "tee_eth_egress"
+	teeProgTeeL3        = "tee_l3"
+	teeProgTeeL3Egress  = "tee_l3_egress"
+	teeVarCounterCount  = "counter_count"
+	teeVarDirValues     = "dir_values"
+	teeVarEventLayout   = "event_layout"
 )
 
 // loadTee returns the embedded CollectionSpec for tee.
@@ -111,8 +122,10 @@ type teeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type teeProgramSpecs struct {
-	TeeEth *ebpf.ProgramSpec `ebpf:"tee_eth"`
-	TeeL3  *ebpf.ProgramSpec `ebpf:"tee_l3"`
+	TeeEth       *ebpf.ProgramSpec `ebpf:"tee_eth"`
+	TeeEthEgress *ebpf.ProgramSpec `ebpf:"tee_eth_egress"`
+	TeeL3        *ebpf.ProgramSpec `ebpf:"tee_l3"`
+	TeeL3Egress  *ebpf.ProgramSpec `ebpf:"tee_l3_egress"`
 }
 
 // teeMapSpecs contains maps before they are loaded into the kernel.
@@ -130,6 +143,7 @@ type teeMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type teeVariableSpecs struct {
 	CounterCount *ebpf.VariableSpec `ebpf:"counter_count"`
+	DirValues    *ebpf.VariableSpec `ebpf:"dir_values"`
 	EventLayout  *ebpf.VariableSpec `ebpf:"event_layout"`
 }
 
@@ -173,6 +187,7 @@ func (m *teeMaps) Close() error {
 // It can be passed to loadTeeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type teeVariables struct {
 	CounterCount *ebpf.Variable `ebpf:"counter_count"`
+	DirValues    *ebpf.Variable `ebpf:"dir_values"`
 	EventLayout  *ebpf.Variable `ebpf:"event_layout"`
 }
 
@@ -180,14 +195,18 @@ type teeVariables struct {
 //
 // It can be passed to loadTeeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type teePrograms struct {
-	TeeEth *ebpf.Program `ebpf:"tee_eth"`
-	TeeL3  *ebpf.Program `ebpf:"tee_l3"`
+	TeeEth       *ebpf.Program `ebpf:"tee_eth"`
+	TeeEthEgress *ebpf.Program `ebpf:"tee_eth_egress"`
+	TeeL3        *ebpf.Program `ebpf:"tee_l3"`
+	TeeL3Egress  *ebpf.Program `ebpf:"tee_l3_egress"`
 }
 
 func (p *teePrograms) Close() error {
 	return _TeeClose(
 		p.TeeEth,
+		p.TeeEthEgress,
 		p.TeeL3,
+		p.TeeL3Egress,
 	)
 }
 

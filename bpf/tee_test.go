@@ -48,6 +48,7 @@ func TestEventLayoutMatchesBTF(t *testing.T) {
 		{"dport", offDport, unsafe.Offsetof(e.Dport)},
 		{"family", offFamily, unsafe.Offsetof(e.Family)},
 		{"tcp_flags", offFlags, unsafe.Offsetof(e.TcpFlags)},
+		{"dir", offDir, unsafe.Offsetof(e.Dir)},
 		{"saddr", offSaddr, unsafe.Offsetof(e.Saddr)},
 		{"daddr", offDaddr, unsafe.Offsetof(e.Daddr)},
 	} {
@@ -187,6 +188,9 @@ func checkSegment(t *testing.T, seg reassembly.Segment, p packet) {
 	}
 	if seg.Seq != p.seq || seg.Ack != p.ack {
 		t.Errorf("seq/ack %d/%d, want %d/%d", seg.Seq, seg.Ack, p.seq, p.ack)
+	}
+	if seg.Dir != p.dir {
+		t.Errorf("direction %v, want %v", seg.Dir, p.dir)
 	}
 	if seg.Flags != reassembly.Flags(p.flags&0x1f) {
 		t.Errorf("flags %#x, want %#x", seg.Flags, p.flags&0x1f)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/shadowtee/shadowtee/internal/sandbox"
 )
 
 type tunDevice struct {
@@ -51,4 +53,45 @@ func randomSuffix() string {
 		out = append(out, hex[c>>4], hex[c&15])
 	}
 	return string(out)
+}
+
+// newTunIn creates a TUN device inside a network namespace, removed with it.
+func newTunIn(t *testing.T, ns *sandbox.Netns) *tunDevice {
+	t.Helper()
+	var tun *tunDevice
+	var skip error
+	err := ns.Do(func() error {
+		f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+		if err != nil {
+			skip = err
+			return nil
+		}
+		var req [unix.IFNAMSIZ + 64]byte
+		name := "stee" + randomSuffix()
+		copy(req[:], name)
+		binary.NativeEndian.PutUint16(req[unix.IFNAMSIZ:], unix.IFF_TUN|unix.IFF_NO_PI)
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req[0]))); errno != 0 {
+			f.Close()
+			skip = errno
+			return nil
+		}
+		tun = &tunDevice{Name: name, file: f}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skip != nil {
+		t.Skipf("no TUN support: %v", skip)
+	}
+	t.Cleanup(func() { tun.file.Close() })
+	l, err := ns.Netlink().LinkByName(tun.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tun.Index = l.Attrs().Index
+	if err := ns.LinkUp(tun.Name); err != nil {
+		t.Fatal(err)
+	}
+	return tun
 }
