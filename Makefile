@@ -55,7 +55,7 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: build ## live benchmark in network namespaces (root, ~4 min): baseline vs shadowtee (vs --peer); BENCH_ARGS=--quick for a smoke run
 	$(GO) build -o bin/shadowtee-bench ./bench
-	bin/shadowtee-bench --binary $(BIN) --out bin/bench.md --json bin/bench.json --svg docs/bench-cpu.svg $(BENCH_ARGS)
+	bin/shadowtee-bench --binary $(BIN) --out bin/bench.md --json bin/bench.json $(BENCH_ARGS)
 
 .PHONY: bench-go
 bench-go: ## run the Go benchmarks of the hot path

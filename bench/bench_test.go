@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/xml"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -76,12 +78,17 @@ func TestOwnProcess(t *testing.T) {
 	if st.PPID != os.Getppid() || st.CPU <= 0 {
 		t.Errorf("own stat = %+v", st)
 	}
-	m, err := readProcStatus(os.Getpid())
+	m, err := readProcStatus(fmt.Sprintf("/proc/%d/status", os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.RSS <= 0 || m.HWM < m.RSS {
 		t.Errorf("own memory = %+v", m)
+	}
+	// This process has slept (its threads waited on each other), and
+	// every thread's switches are counted.
+	if vol, _ := treeSwitches([]int{os.Getpid()}); vol < m.Voluntary || vol == 0 {
+		t.Errorf("own context switches %d, main thread %d", vol, m.Voluntary)
 	}
 	if tree := processTree(os.Getppid()); !slices.Contains(tree, os.Getpid()) {
 		t.Errorf("tree of the parent %v misses this process", tree)
@@ -117,8 +124,8 @@ func TestParseHostCPU(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	m, err := parseProcStatus([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"))
-	if err != nil || m.RSS != 1<<20 || m.HWM != 2<<20 {
+	m, err := parseProcStatus([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nvoluntary_ctxt_switches:\t42\nnonvoluntary_ctxt_switches:\t7\n"))
+	if err != nil || m.RSS != 1<<20 || m.HWM != 2<<20 || m.Voluntary != 42 || m.Involuntary != 7 {
 		t.Errorf("got %+v, %v", m, err)
 	}
 	if _, err := parseProcStatus([]byte("Name:\tkthread\n")); err == nil {
@@ -202,7 +209,7 @@ func TestRequestsParse(t *testing.T) {
 	for _, mode := range []string{modeGet, modePost, modeNewConn} {
 		g := newGenerator(loadConfig{Addr: "198.18.0.2:8080", Mode: mode, Rate: 10, Conns: 1, BodyKiB: 2, Duration: time.Second})
 		now := time.Unix(0, 1234567890)
-		wire := append(g.appendRequest(nil, 77, now), g.body...)
+		wire := append(appendBenchRequest(nil, g.reqHead, 77, now), g.body...)
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(wire)))
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
@@ -232,7 +239,7 @@ func TestGenerator(t *testing.T) {
 			cfg := loadConfig{Mode: c.mode, Rate: 400, Conns: 4, BodyKiB: 4, Pipeline: c.pipeline,
 				Start: time.Now().Add(50 * time.Millisecond), Warmup: 100 * time.Millisecond, Duration: 400 * time.Millisecond,
 				Grace: 2 * time.Second}
-			shadow.reset(cfg.total(), 0)
+			shadow.reset(cfg.total(), delayRange{})
 			srv := httptest.NewServer(shadow)
 			defer srv.Close()
 			cfg.Addr = strings.TrimPrefix(srv.URL, "http://")
@@ -315,7 +322,7 @@ func TestParseFlags(t *testing.T) {
 		c.Duration != 10*time.Second || c.Conns != 16 || c.shadowWorkers() != 4 {
 		t.Errorf("defaults %+v", c)
 	}
-	names := []string{}
+	var names []string
 	for _, sc := range c.scenarios() {
 		names = append(names, sc.Name)
 	}
@@ -323,18 +330,36 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("scenarios %v", names)
 	}
 	c, err = parseFlags([]string{"--quick", "--duration", "3s", "--scenarios", "get", "--rates", "100, 200",
-		"--agent-args", "--shadow-workers 8 --percent 50", "--peer", "gor {iface}:{port} http://{shadow}", "--peer", "x"})
+		"--agent-args", "--shadow-workers 8 --percent 50", "--variant", " --compare  --x 1", "--peer", "gor {iface}:{port} http://{shadow}", "--peer", "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Duration != 3*time.Second || c.Warmup != 500*time.Millisecond || c.shadowWorkers() != 8 || len(c.Rates) != 2 {
+	if c.Duration != 3*time.Second || c.Warmup != 500*time.Millisecond || c.QuietTime != 3*time.Second || c.shadowWorkers() != 8 || len(c.Rates) != 2 {
 		t.Errorf("quick %+v", c)
 	}
 	tools := c.tools()
-	if len(tools) != 4 || tools[2].Name != "peer 1 (gor)" || tools[2].Command != "gor g0:8080 http://198.18.1.3:8000" {
+	if len(tools) != 5 || tools[2].Name != "shadowtee --compare --x 1" || !slices.Equal(tools[2].Args, []string{"--compare", "--x", "1"}) ||
+		tools[3].Name != "peer 1 (gor)" || tools[3].Command != "gor g0:8080 http://198.18.1.3:8000" {
 		t.Errorf("tools %+v", tools)
 	}
-	for _, bad := range [][]string{{"--scenarios", "nope"}, {"--rates", "-1"}, {"--conns", "0"}, {"extra"}, {"--sat-factor", "1"}} {
+	c, err = parseFlags([]string{"--scenarios", "slow,compare,h2,quiet,idle", "--shadow-delay", "5ms", "--slow-delay", "50ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names = names[:0]
+	for _, sc := range c.scenarios() {
+		names = append(names, sc.Name+" "+sc.Delay.String())
+	}
+	if !slices.Equal(names, []string{"slow-get-1000 50ms", "slow-get-5000 50ms", "slow-post-2000 50ms", "compare-1k 5ms", "compare-16k 5ms",
+		"h2-2000 5ms", "quiet 5ms", "idle-conns-10000 0s"}) {
+		t.Errorf("scenarios %v", names)
+	}
+	if scs := c.scenarios(); scs[2].BodyKiB != 16 || scs[4].Answer != 16<<10 || scs[5].Conns != 8 || scs[5].Streams != 16 ||
+		scs[6].Duration != 20*time.Second || !strings.HasSuffix(scs[0].Title, "the shadow answering after 50ms") {
+		t.Errorf("scenarios %+v", scs)
+	}
+	for _, bad := range [][]string{{"--scenarios", "nope"}, {"--rates", "-1"}, {"--conns", "0"}, {"extra"}, {"--sat-factor", "1"},
+		{"--shadow-delay", "200ms-20ms"}, {"--compare-kib", "0"}, {"--h2-clients", "0"}, {"--quiet-time", "0s"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
@@ -369,21 +394,34 @@ func sampleScenarios() []*Scenario {
 		sc.Targets = evaluate(sc, 4)
 		return sc
 	}
+	quiet := &Scenario{Name: scQuiet, Title: "quiet title", Kind: scQuiet, Duration: 20 * time.Second}
+	q := &RunResult{Tool: kindShadowtee, Kind: kindShadowtee, CPUCorePct: ptr(1.25), CPUSeconds: ptr(0.25), WakeupsPerS: ptr(260),
+		MaxRSSMiB: ptr(30), StartupS: ptr(0.05)}
+	q.Switches.Voluntary = 5000
+	quiet.Runs = []*RunResult{q, {Tool: "peer 1 (gor)", Kind: kindPeer, Notes: []string{"failed: x"}}}
+	h2 := mk(scH2, 2000, 3, 0, 0.3)
+	h2.Runs[1].Shadow.HTTP2 = 0
+	h2.Runs[1].Shadow.HTTP1 = 5
 	return []*Scenario{mk(scGet, 1000, 60, 100, 0.3), mk(scGet, 5000, 20, 100, 0.9), mk(scGet, 10000, 14, 99.5, 1.5),
-		mk(scPost, 2000, 40, 100, 0.4), mk(scNewConn, 2000, 50, 98, 0.5), mk(scSaturation, 40000, 5, 90, 3)}
+		mk(scPost, 2000, 40, 100, 0.4), mk(scNewConn, 2000, 50, 98, 0.5), mk(scSaturation, 40000, 5, 90, 3),
+		mk(scSlow, 1000, 80, 12.5, 0.3), h2, quiet}
+}
+
+// findTarget returns the scenario's target named what.
+func findTarget(t *testing.T, sc *Scenario, what string) Target {
+	t.Helper()
+	for _, x := range sc.Targets {
+		if x.What == what {
+			return x
+		}
+	}
+	t.Fatalf("%s: no target %q in %+v", sc.Name, what, sc.Targets)
+	return Target{}
 }
 
 func TestEvaluate(t *testing.T) {
 	scs := sampleScenarios()
-	find := func(sc *Scenario, what string) Target {
-		for _, x := range sc.Targets {
-			if x.What == what {
-				return x
-			}
-		}
-		t.Fatalf("%s: no target %q in %+v", sc.Name, what, sc.Targets)
-		return Target{}
-	}
+	find := func(sc *Scenario, what string) Target { return findTarget(t, sc, what) }
 	if x := find(scs[1], "agent CPU per request"); !x.Met || x.Value != "20.0 µs" {
 		t.Errorf("5k cpu %+v", x)
 	}
@@ -403,63 +441,18 @@ func TestMarkdown(t *testing.T) {
 	writeMarkdown(&b, &Report{Command: "shadowtee-bench --quick", Machine: describeMachine(), Binary: "bin/shadowtee", Scenarios: sampleScenarios()})
 	out := b.String()
 	for _, want := range []string{"Command: `shadowtee-bench --quick`", "### get title", "| baseline | 1,000 |",
-		"| shadowtee | 990 | ", "dropped/queue_full=4", "| peer 1 (gor) |", "**missed**", "load side", "99.0%"} {
+		"| shadowtee | 990 | ", "dropped/queue_full=4", "| peer 1 (gor) |", "**missed**", "load side", "99.0%",
+		"the shadow received 0 requests over HTTP/2 and 5 over HTTP/1.x", "| shadowtee | 1.25 | 0.25 | 260 | 5000 | 0 | 30.0 |",
+		"| peer 1 (gor) | failed |", "### Summary", "| quiet | shadowtee | – | – | – | 1.25 | 260 |", "| slow | shadowtee | +0.100 | 12.50% |",
+		"| 4 | 0 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}
 	}
-	// Every table row of a scenario has as many cells as its header.
-	for _, block := range strings.Split(out, "\n\n") {
-		lines := strings.Split(strings.TrimSpace(block), "\n")
-		if !strings.HasPrefix(lines[0], "| ") {
-			continue
-		}
-		n := strings.Count(lines[0], " | ")
-		for _, l := range lines[1:] {
-			if strings.Count(l, " | ") != n && !strings.HasPrefix(l, "| ---") {
-				t.Errorf("row %q has a different cell count than %q", l, lines[0])
-			}
-		}
-	}
+	checkTables(t, out)
 }
 
-func TestPlotSVG(t *testing.T) {
-	svg := plotSVG(sampleScenarios(), "2 vCPUs & <test>")
-	d := xml.NewDecoder(bytes.NewReader(svg))
-	elems := map[string]int{}
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("not well-formed XML: %v\n%s", err, svg)
-		}
-		if se, ok := tok.(xml.StartElement); ok {
-			elems[se.Name.Local]++
-		}
-	}
-	// Two tools with a GET line each, in two panels.
-	if elems["svg"] != 1 || elems["polyline"] != 4 || elems["rect"] < 5 || elems["polygon"] < 4 {
-		t.Errorf("elements %v", elems)
-	}
-	if !bytes.Contains(svg, []byte("&lt;test&gt;")) || !bytes.Contains(svg, []byte("target 25 µs")) {
-		t.Error("subtitle or targets missing")
-	}
-	if s := plotSVG(nil, ""); !bytes.HasSuffix(s, []byte("</svg>\n")) {
-		t.Error("empty plot")
-	}
-}
-
-func TestNiceCeil(t *testing.T) {
-	for _, c := range []struct{ in, top, step float64 }{
-		{0, 1, 0.2}, {7, 8, 2}, {10, 10, 2}, {11, 12, 2}, {23, 25, 5}, {42, 50, 10}, {10500, 12000, 2000}, {63000, 80000, 20000},
-	} {
-		top, step := niceCeil(c.in)
-		if top != c.top || step != c.step {
-			t.Errorf("niceCeil(%v) = %v, %v; want %v, %v", c.in, top, step, c.top, c.step)
-		}
-	}
+func TestThousands(t *testing.T) {
 	if thousands(1234567) != "1,234,567" || thousands(999) != "999" {
 		t.Error("thousands")
 	}
@@ -488,11 +481,133 @@ func TestPasses(t *testing.T) {
 	if sc.Runs[3].label() != "shadowtee #2" || (&RunResult{Tool: "x"}).label() != "x" {
 		t.Error("labels")
 	}
-	pts := plotSeries([]*Scenario{sc})
-	if len(pts) != 1 || len(pts[0].Points) != 1 || pts[0].Points[0].CPU != 24 {
-		t.Errorf("plot series %+v", pts)
-	}
 	if m, n := median([]*float64{nil, ptr(3), ptr(1)}); m != 2 || n != 2 {
 		t.Errorf("median = %v of %d", m, n)
+	}
+}
+
+func TestDelayRange(t *testing.T) {
+	for _, c := range []struct {
+		in       string
+		min, max time.Duration
+		text     string
+	}{{"0", 0, 0, "0s"}, {"50ms", 50 * time.Millisecond, 50 * time.Millisecond, "50ms"},
+		{" 20ms-200ms", 20 * time.Millisecond, 200 * time.Millisecond, "20ms-200ms"}, {"5s-5s", 5 * time.Second, 5 * time.Second, "5s"}} {
+		d, err := parseDelay(c.in)
+		if err != nil || d.Min != c.min || d.Max != c.max || d.String() != c.text {
+			t.Errorf("parseDelay(%q) = %+v %q, %v", c.in, d, d.String(), err)
+		}
+		for range 100 {
+			if p := d.pick(); p < c.min || p > c.max {
+				t.Fatalf("%q: picked %v", c.in, p)
+			}
+		}
+	}
+	for _, bad := range []string{"", "x", "-1ms", "200ms-20ms", "1ms-", "1ms-x"} {
+		if _, err := parseDelay(bad); err == nil {
+			t.Errorf("parseDelay(%q) accepted", bad)
+		}
+	}
+	if b, _ := json.Marshal(struct{ D delayRange }{delayRange{time.Millisecond, time.Second}}); string(b) != `{"D":"1ms-1s"}` {
+		t.Errorf("JSON %s", b)
+	}
+}
+
+func TestJSONBody(t *testing.T) {
+	for _, n := range []int{21, 100, 1 << 10, 16 << 10, 100_000} {
+		b := jsonBody(n)
+		var v struct {
+			Items []map[string]any
+			Pad   string
+		}
+		if len(b) != n || json.Unmarshal(b, &v) != nil || (n >= 1<<10 && len(v.Items) < 5) {
+			t.Errorf("jsonBody(%d): %d bytes, %d items: %.80s", n, len(b), len(v.Items), b)
+		}
+	}
+	rec := httptest.NewRecorder()
+	writeAnswer(rec, httptest.NewRequest("GET", "/json/1024", nil))
+	if rec.Body.Len() != 1024 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("answer %d bytes, %v", rec.Body.Len(), rec.Header())
+	}
+	for _, path := range []string{"/bench", "/json/x", "/json/0", "/json/99999999"} {
+		rec := httptest.NewRecorder()
+		writeAnswer(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Body.String() != "ok\n" {
+			t.Errorf("%s: %q", path, rec.Body.String())
+		}
+	}
+}
+
+// TestShadowConnsAndProtocols checks what the shadow counts: connections
+// opened and the most open at once, over HTTP/1.1 and h2c, with ids in
+// a header or in the path, and JSON answers like the primary's.
+func TestShadowConnsAndProtocols(t *testing.T) {
+	s := startShadow(t, serverHTTP, 8)
+	var conns []net.Conn
+	for i := range 3 {
+		c, err := net.Dial("tcp", s.bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /x HTTP/1.1\r\nHost: a\r\nX-Bench-Id: %d\r\n\r\n", i)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := readAnswer(bufio.NewReader(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	for _, path := range []string{"/bench/5", "/bench/5", "/json/2048"} {
+		resp, err := hc.Get("http://" + s.bound + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || (path == "/json/2048" && len(body) != 2048) {
+			t.Errorf("%s: %s, %d bytes", path, resp.Proto, len(body))
+		}
+	}
+	res := s.results()
+	if res.Conns != 4 || res.Peak != 4 || res.HTTP1 != 3 || res.HTTP2 != 3 || !slices.Equal(res.Counts, []uint32{1, 1, 1, 0, 0, 2, 0, 0}) ||
+		res.NoID != 1 {
+		t.Errorf("results %+v", res)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	// A new tally starts from the connections still open: at most the one
+	// of the HTTP/2 client, however soon the server sees the others close.
+	s.reset(1, delayRange{})
+	if p := s.results().Peak; p > 4 {
+		t.Errorf("peak after reset %d", p)
+	}
+	var rr RunResult
+	rr.addMirror(LoadResult{Scheduled: 16, Repeat: 2}, ShadowResults{Counts: []uint32{2, 1, 0, 3}, LagNS: make([]int64, 4)})
+	if rr.Expected != 8 || rr.Once != 3 || rr.Missing != 3 || rr.Duplicated != 2 || *rr.CompletePct != 37.5 || rr.Lag.N != 0 {
+		t.Errorf("repeated ids %+v", rr)
+	}
+}
+
+func TestParseH2Log(t *testing.T) {
+	start := time.Unix(1000, 0)
+	cfg := loadConfig{Mode: modeH2, Rate: 4, Conns: 2, Start: start, Warmup: time.Second, Duration: 2 * time.Second}
+	us := func(d time.Duration) int64 { return start.Add(d).UnixMicro() }
+	log := fmt.Sprintf("%d\t200\t500\n%d\t200\t1500\n%d\t503\t100\n%d\t200\t2000\n%d\t200\t900\n", us(100*time.Millisecond),
+		us(1100*time.Millisecond), us(1200*time.Millisecond), us(2*time.Second), us(3100*time.Millisecond))
+	r, err := parseH2Log(strings.NewReader(log), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.total() != 12 || cfg.ids() != 6 || r.Scheduled != 12 || r.Repeat != 2 || r.Sent != 5 || r.Completed != 4 ||
+		r.Errors["status"] != 1 || r.Errors["unsent"] != 7 || r.WindowSent != 3 || r.WindowDone != 2 || r.Achieved != 1 ||
+		r.Latency.N != 2 || r.Latency.P50 != 1.5 || r.Latency.Max != 2 {
+		t.Errorf("result %+v", r)
+	}
+	if _, err := parseH2Log(strings.NewReader("x\t200\t5\n"), cfg); err == nil {
+		t.Error("bad line accepted")
 	}
 }

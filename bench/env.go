@@ -112,21 +112,24 @@ func (e *env) startRole(ns *sandbox.Netns, role string, args ...string) (*exec.C
 // runLoad runs the load generator in the client namespace and returns what
 // it measured.
 func (e *env) runLoad(ctx context.Context, cfg loadConfig) (LoadResult, error) {
+	if cfg.Mode == modeH2 {
+		return e.runH2Load(ctx, cfg)
+	}
 	var res LoadResult
-	args := []string{"--addr", cfg.Addr, "--mode", cfg.Mode,
-		"--rate", strconv.FormatFloat(cfg.Rate, 'f', -1, 64), "--conns", strconv.Itoa(cfg.Conns),
-		"--body-kib", strconv.Itoa(cfg.BodyKiB), "--start", strconv.FormatInt(cfg.Start.UnixNano(), 10),
-		"--warmup", cfg.Warmup.String(), "--duration", cfg.Duration.String(), "--grace", cfg.Grace.String(),
-		"--pipeline=" + strconv.FormatBool(cfg.Pipeline)}
-	err := e.runGenerator(ctx, "load", args, &res)
+	err := e.runGenerator(ctx, "load", cfg, &res)
 	return res, err
 }
 
 // runGenerator runs a generator role in the client namespace, pinned with
-// the other processes when the scenario pins, and decodes the JSON it
-// prints into res.
-func (e *env) runGenerator(ctx context.Context, role string, args []string, res any) error {
-	cmd := exec.CommandContext(ctx, e.self, args...)
+// the other processes when the scenario pins: it gives the role cfg as
+// JSON on its stdin and decodes the JSON it prints into res.
+func (e *env) runGenerator(ctx context.Context, role string, cfg, res any) error {
+	in, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, e.self)
+	cmd.Stdin = bytes.NewReader(in)
 	cmd.Env = append(os.Environ(), roleEnv+"="+role)
 	if e.pin != nil {
 		// On one CPU the runtime would shrink GOMAXPROCS to 1, and a
@@ -161,7 +164,7 @@ func (e *env) runGenerator(ctx context.Context, role string, args []string, res 
 
 // resetShadow makes the shadow forget what it saw, expect ids below n and
 // answer each request after delay.
-func (e *env) resetShadow(ctx context.Context, n int, delay time.Duration) error {
+func (e *env) resetShadow(ctx context.Context, n int, delay delayRange) error {
 	v := url.Values{"n": {strconv.Itoa(n)}, "delay": {delay.String()}}
 	return e.control(ctx, http.MethodPost, "/reset?"+v.Encode(), nil)
 }

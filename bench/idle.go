@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -88,19 +84,15 @@ type IdleLoadResult struct {
 
 // idleGenerator opens the connections and keeps them.
 type idleGenerator struct {
-	cfg   idleConfig
-	begin []int64 // dial started, unix ns
-	sent  []int64 // request written
-	done  []int64 // answer read
-	err   []uint8
+	cfg idleConfig
+	records
 	alive []bool // still open at IdleTo
 	early []bool // closed (or sent bytes) before IdleTo
 }
 
 func newIdleGenerator(cfg idleConfig) *idleGenerator {
 	n := cfg.Conns
-	return &idleGenerator{cfg: cfg, begin: make([]int64, n), sent: make([]int64, n), done: make([]int64, n),
-		err: make([]uint8, n), alive: make([]bool, n), early: make([]bool, n)}
+	return &idleGenerator{cfg: cfg, records: newRecords(n), alive: make([]bool, n), early: make([]bool, n)}
 }
 
 // run opens every connection at its slot, each in a goroutine of its own
@@ -124,47 +116,16 @@ func (g *idleGenerator) run(ctx context.Context) {
 }
 
 func (g *idleGenerator) one(ctx context.Context, i int, reqHead []byte, sem chan struct{}) {
-	opening := true
-	defer func() {
-		if opening {
-			<-sem
-		}
-	}()
-	from, to := g.cfg.IdleFrom(), g.cfg.IdleTo()
-	g.begin[i] = time.Now().UnixNano()
-	dctx, cancel := context.WithDeadline(ctx, from)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "tcp", g.cfg.Addr)
-	if err != nil {
-		g.err[i] = errDial
+	c, br := g.ask(ctx, i, g.cfg.Addr, g.cfg.IdleFrom(), reqHead, nil)
+	<-sem
+	if c == nil {
 		return
 	}
 	defer c.Close()
-	c.SetDeadline(from)
-	now := time.Now()
-	buf := appendBenchRequest(nil, reqHead, i, now)
-	if _, err := c.Write(buf); err != nil {
-		g.err[i] = errWrite
-		return
-	}
-	g.sent[i] = now.UnixNano()
-	br := bufio.NewReaderSize(c, 1024)
-	status, err := readAnswer(br)
-	if err != nil {
-		g.err[i] = errRead
-		return
-	}
-	g.done[i] = time.Now().UnixNano()
-	if status != 200 {
-		g.err[i] = errStatus
-	}
-	<-sem
-	opening = false
 	// Idle: nothing is sent, and nothing should arrive, until the end.
 	// The read returns at the deadline if the connection stays open.
-	c.SetDeadline(to.Add(g.cfg.Tail))
-	_, err = br.ReadByte()
+	c.SetDeadline(g.cfg.IdleTo().Add(g.cfg.Tail))
+	_, err := br.ReadByte()
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		g.alive[i] = true
@@ -180,21 +141,8 @@ func (g *idleGenerator) result(cpu time.Duration) IdleLoadResult {
 	from := cfg.IdleFrom().UnixNano()
 	var lat, delay []int64
 	for i := range cfg.Conns {
-		if g.sent[i] != 0 {
-			r.Sent++
-			d := g.begin[i] - cfg.slot(i).UnixNano()
-			delay = append(delay, d)
-			if time.Duration(d) > lateAfter {
-				r.Late++
-			}
-		} else {
-			r.Unsent = append(r.Unsent, i)
-		}
-		if g.err[i] != errNone {
-			r.Errors[errNames[g.err[i]]]++
-		}
+		g.account(&r.LoadResult, i, cfg.slot(i).UnixNano(), true, &delay)
 		if g.done[i] != 0 {
-			r.Completed++
 			lat = append(lat, g.done[i]-g.begin[i])
 			if g.done[i] > from {
 				r.AnsweredLate++
@@ -215,34 +163,18 @@ func (g *idleGenerator) result(cpu time.Duration) IdleLoadResult {
 	return r
 }
 
-// runIdleLoad is the idle generator role, in the client namespace. It
-// prints its IdleLoadResult as JSON on stdout.
-func runIdleLoad(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
+// runIdleLoad is the idle generator role: as runLoad, with an idleConfig
+// and an IdleLoadResult.
+func runIdleLoad(ctx context.Context) error {
 	var cfg idleConfig
-	var start int64
-	fs.StringVar(&cfg.Addr, "addr", "", "primary `host:port`")
-	fs.IntVar(&cfg.Conns, "conns", 10000, "connections")
-	fs.Float64Var(&cfg.Rate, "rate", 2000, "connections opened per second")
-	fs.Int64Var(&start, "start", 0, "first slot, unix nanoseconds (0: now)")
-	fs.DurationVar(&cfg.Gap, "gap", 3*time.Second, "from the last slot to the idle period")
-	fs.DurationVar(&cfg.Idle, "idle", 20*time.Second, "idle period")
-	fs.DurationVar(&cfg.Tail, "tail", 2*time.Second, "connections stay open this long after the idle period")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if cfg.Conns <= 0 || cfg.Conns > idleMaxConns || cfg.Rate <= 0 || cfg.Idle <= 0 {
-		return fmt.Errorf("idle: conns must be 1 to %d, rate and idle positive", idleMaxConns)
+	if err := json.NewDecoder(os.Stdin).Decode(&cfg); err != nil {
+		return fmt.Errorf("idle: %w", err)
 	}
 	if err := raiseNoFile(uint64(cfg.Conns) + 256); err != nil {
 		return err
 	}
 	var lim unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
-	cfg.Start = time.Now().Add(50 * time.Millisecond)
-	if start != 0 {
-		cfg.Start = time.Unix(0, start)
-	}
 	g := newIdleGenerator(cfg)
 	before := selfCPU()
 	g.run(ctx)
@@ -251,57 +183,33 @@ func runIdleLoad(ctx context.Context, args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
-// runIdleGenerator runs the idle generator in the client namespace.
-func (e *env) runIdleGenerator(ctx context.Context, cfg idleConfig) (IdleLoadResult, error) {
-	var res IdleLoadResult
-	args := []string{"--addr", cfg.Addr, "--conns", strconv.Itoa(cfg.Conns),
-		"--rate", strconv.FormatFloat(cfg.Rate, 'f', -1, 64), "--start", strconv.FormatInt(cfg.Start.UnixNano(), 10),
-		"--gap", cfg.Gap.String(), "--idle", cfg.Idle.String(), "--tail", cfg.Tail.String()}
-	err := e.runGenerator(ctx, "idle", args, &res)
-	return res, err
-}
-
-// IdleResult is what the idle scenario adds to a tee's run.
+// IdleResult is what the idle-conns scenario adds to a tee's run; its
+// CPU and wake-ups are those of the idle period.
 type IdleResult struct {
 	Conns       int     `json:"conns"`
 	Open        int     `json:"open"`
 	Alive       int     `json:"alive"`
 	ClosedEarly int     `json:"closed_early"`
 	IdleSeconds float64 `json:"idle_s"`
-	// IdleCPUPct is the tee's CPU during the idle period, % of one core.
-	IdleCPUPct *float64 `json:"idle_cpu_pct,omitempty"`
-	// RSS of the tee: at the start and the end of the idle period, and the
-	// largest while the connections were opened or idle.
+	// RSS of the tee at the start and the end of the idle period.
 	RSSIdleStartMiB float64       `json:"rss_idle_start_mib"`
 	RSSIdleEndMiB   float64       `json:"rss_idle_end_mib"`
 	Memory          *MemBreakdown `json:"memory,omitempty"` // at the end of the idle period
 }
 
-// runIdle runs one tee under the idle load: launch it, open the
-// connections, measure its CPU over the idle period and its memory
-// throughout, then check what the shadow received.
+// runIdle runs one tee under the idle-conns load: launch it, open the
+// connections, measure its CPU and wake-ups over the idle period and its
+// memory throughout, then check what the shadow received.
 func (e *env) runIdle(ctx context.Context, sc *Scenario, t tool) (*RunResult, error) {
-	cfg := e.cfg
-	res := &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command}
-	res.HostBusyBefore = waitQuiet(ctx, cfg.QuietWait)
-	if res.HostBusyBefore >= quietBelow {
-		res.Notes = append(res.Notes, fmt.Sprintf("other work kept %.2f cores busy just before this run: its numbers are not reliable",
-			res.HostBusyBefore))
-	}
-	if err := e.resetShadow(ctx, sc.Conns, 0); err != nil {
+	res := newResult(t, "")
+	if err := e.prepare(ctx, res, sc.Conns, delayRange{}); err != nil {
 		return nil, err
 	}
-	tp, rss, err := e.launch(ctx, t, res)
+	a, err := e.attach(ctx, t, res)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if tp != nil {
-			tp.stop()
-			rss.stop()
-		}
-	}()
-	before := settledMetrics(ctx, tp)
+	defer a.close()
 	// The gap lets the last answers and mirrors arrive before the idle
 	// period; the tail keeps the connections open while the bench reads
 	// the tee's memory at its end.
@@ -310,61 +218,70 @@ func (e *env) runIdle(ctx context.Context, sc *Scenario, t tool) (*RunResult, er
 		Gap: gap, Idle: sc.Duration, Tail: gap}
 	ir := &IdleResult{Conns: sc.Conns, IdleSeconds: ic.Idle.Seconds()}
 	res.Idle = ir
-
-	// Measure the idle period while the generator runs: the tee's CPU
-	// from IdleFrom to IdleTo, then its memory, with the connections open.
+	var u0, u1 usage
 	var wg sync.WaitGroup
-	var cpu time.Duration
-	var host float64
-	var mem *MemBreakdown
 	wg.Go(func() {
-		sleepUntil(ic.IdleFrom())
-		pids := processTree(tp.pid())
-		c0 := treeCPU(pids)
-		h0, _ := readHostCPU()
-		sleepUntil(ic.IdleTo())
-		cpu = treeCPU(processTree(tp.pid())) - c0
-		h1, _ := readHostCPU()
-		host = busyCores(h0, h1, runtime.NumCPU())
-		mem = memBreakdown(ctx, tp)
+		u0, u1 = e.measure(a, ic.IdleFrom(), ic.IdleTo(), sc.Name+"-"+t.Name)
+		ir.Memory = memBreakdown(ctx, a.tp) // with the connections still open
 	})
-	lr, err := e.runIdleGenerator(ctx, ic)
+	var lr IdleLoadResult
+	err = e.runGenerator(ctx, "idle", ic, &lr)
 	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
 	res.Load = lr.LoadResult
-	res.HostBusy = host
+	res.setUsage(u0, u1, 0, false)
 	res.LoadgenCores = lr.CPUSeconds / time.Since(ic.Start).Seconds()
 	ir.Open, ir.Alive, ir.ClosedEarly = lr.Open, lr.Alive, lr.ClosedEarly
 	if lr.AnsweredLate > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d answers came after the idle period had started", lr.AnsweredLate))
 	}
-	ir.IdleCPUPct = ptr(100 * cpu.Seconds() / ic.Idle.Seconds())
-	ir.Memory = mem
-
-	if err := e.settle(ctx, int64(lr.Sent), cfg.Settle, 10*cfg.Settle+5*time.Second); err != nil {
+	if err := e.settle(ctx, int64(lr.Sent), e.cfg.Settle, 10*e.cfg.Settle+5*time.Second); err != nil {
 		return nil, err
 	}
-	after, err := tp.metrics(ctx)
-	if err != nil && t.Kind == kindShadowtee {
-		res.Notes = append(res.Notes, err.Error())
-	}
-	res.setCounters(before, after)
-	err = tp.stop()
-	tp = nil
-	samples := rss.stop()
-	res.MaxRSSMiB = ptr(float64(samples.max()) / (1 << 20))
+	_, samples := a.detach(ctx, res)
 	ir.RSSIdleStartMiB = float64(samples.at(ic.IdleFrom())) / (1 << 20)
 	ir.RSSIdleEndMiB = float64(samples.at(ic.IdleTo())) / (1 << 20)
-	if err != nil {
-		res.Notes = append(res.Notes, err.Error())
-	}
 	sr, err := e.shadowResults(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res.addMirror(lr.LoadResult, sr)
-	slog.Info("idle run done", "tool", t.Name, "open", ir.Open, "alive", ir.Alive, "max_rss_mib", *res.MaxRSSMiB)
+	slog.Info("idle-conns run done", "tool", t.Name, "open", ir.Open, "alive", ir.Alive, "max_rss_mib", *res.MaxRSSMiB)
+	return res, nil
+}
+
+// runQuiet runs one tee attached with no traffic at all: once its start-up
+// probes have settled, its CPU, wake-ups and memory over sc.Duration are
+// its floor, what it costs a node that sends nothing.
+func (e *env) runQuiet(ctx context.Context, sc *Scenario, t tool) (*RunResult, error) {
+	res := newResult(t, "")
+	if err := e.prepare(ctx, res, 0, delayRange{}); err != nil {
+		return nil, err
+	}
+	a, err := e.attach(ctx, t, res)
+	if err != nil {
+		return nil, err
+	}
+	defer a.close()
+	from := time.Now().Add(e.cfg.Settle)
+	to := from.Add(sc.Duration)
+	sleepUntil(from)
+	s0, err := e.shadowSummary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u0, u1 := e.measure(a, from, to, sc.Name+"-"+t.Name)
+	s1, err := e.shadowSummary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.setUsage(u0, u1, 0, false)
+	if n := s1.HTTP1 + s1.HTTP2 + s1.Probes - s0.HTTP1 - s0.HTTP2 - s0.Probes; n > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d requests reached the shadow during the quiet period (start-up probes mirrored late?)", n))
+	}
+	_, samples := a.detach(ctx, res)
+	res.MaxRSSMiB = ptr(float64(samples.between(from, to).max()) / (1 << 20))
 	return res, nil
 }

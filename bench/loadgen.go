@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // Load modes: how requests reach the primary.
@@ -23,6 +25,7 @@ const (
 	modePost    = "post"    // POSTs with a body over keep-alive connections
 	modeNewConn = "newconn" // a GET on a new connection per request
 	modeIdle    = "idle"    // connections opened, one GET each, then kept open and silent
+	modeH2      = "h2"      // h2load over h2c (h2.go)
 )
 
 // lateAfter is how far behind its slot a send may be before it counts as
@@ -32,10 +35,12 @@ const lateAfter = time.Millisecond
 // loadConfig is one run of the load generator.
 type loadConfig struct {
 	Addr     string        // primary address, host:port
-	Mode     string        // modeGet, modePost or modeNewConn
+	Mode     string        // modeGet, modePost, modeNewConn or modeH2
 	Rate     float64       // requests per second, all connections together
-	Conns    int           // keep-alive connections
+	Conns    int           // keep-alive connections; h2load's clients
+	Streams  int           // h2load's concurrent streams per client
 	BodyKiB  int           // POST body size
+	Answer   int           // ask for JSON answers of this many bytes (0: "ok")
 	Start    time.Time     // the first slot; connections are opened before it
 	Warmup   time.Duration // sent but left out of the statistics
 	Duration time.Duration // the measured window after the warm-up
@@ -43,9 +48,23 @@ type loadConfig struct {
 	Pipeline bool          // write at the slot even while an answer is awaited
 }
 
-// total is the number of requests the run schedules.
+// total is the number of requests the run schedules: for h2load, a
+// whole number of ids per client.
 func (c loadConfig) total() int {
-	return int(c.Rate * (c.Warmup + c.Duration).Seconds())
+	n := int(c.Rate * (c.Warmup + c.Duration).Seconds())
+	if c.Mode == modeH2 {
+		n -= n % c.Conns
+	}
+	return n
+}
+
+// ids is the number of request ids: one a request, except for h2load,
+// whose clients each request the same ids.
+func (c loadConfig) ids() int {
+	if c.Mode == modeH2 {
+		return c.total() / c.Conns
+	}
+	return c.total()
 }
 
 // slot is when request i is due: the schedule is fixed in advance and
@@ -64,6 +83,9 @@ type LoadResult struct {
 	Completed int            `json:"completed"`
 	Errors    map[string]int `json:"errors,omitempty"`
 	Unsent    []int          `json:"unsent,omitempty"` // ids never written
+	// Repeat is how many requests carry each id (h2load's clients); 0
+	// means one.
+	Repeat int `json:"repeat,omitempty"`
 	// Late counts sends more than lateAfter behind their slot.
 	Late      int       `json:"late"`
 	SendDelay Quantiles `json:"send_delay"`
@@ -94,15 +116,85 @@ const (
 
 var errNames = [...]string{"", "dial", "write", "read", "status", "inflight"}
 
-// generator holds per-request records, each written by one goroutine only
-// and read after all of them ended.
+// records are what a generator notes of each request, each written by
+// one goroutine only and read after all of them ended.
+type records struct {
+	begin []int64 // when the request started: write, or dial for a new connection (unix ns)
+	sent  []int64 // when the request was written, 0 if never
+	done  []int64 // when its answer ended, 0 if never
+	err   []uint8
+}
+
+func newRecords(n int) records {
+	return records{begin: make([]int64, n), sent: make([]int64, n), done: make([]int64, n), err: make([]uint8, n)}
+}
+
+// ask opens a connection, writes request i (head and body), reads its
+// answer and returns the connection, open, with what it buffered; nil if
+// any step failed, which it records.
+func (rec *records) ask(ctx context.Context, i int, addr string, deadline time.Time, head, body []byte) (net.Conn, *bufio.Reader) {
+	rec.begin[i] = time.Now().UnixNano()
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		rec.err[i] = errDial
+		return nil, nil
+	}
+	c.SetDeadline(deadline)
+	now := time.Now()
+	buf := append(appendBenchRequest(make([]byte, 0, 512), head, i, now), body...)
+	if _, err := c.Write(buf); err != nil {
+		rec.err[i] = errWrite
+		c.Close()
+		return nil, nil
+	}
+	rec.sent[i] = now.UnixNano()
+	br := bufio.NewReaderSize(c, 1<<10)
+	status, err := readAnswer(br)
+	if err != nil {
+		rec.err[i] = errRead
+		c.Close()
+		return nil, nil
+	}
+	rec.done[i] = time.Now().UnixNano()
+	if status != 200 {
+		rec.err[i] = errStatus
+	}
+	return c, br
+}
+
+// account adds request i, due at slot (unix ns), to r: sent or never,
+// late or not, its error and whether it was answered. The send delay is
+// taken from the dial when fromDial, from the write otherwise.
+func (rec *records) account(r *LoadResult, i int, slot int64, fromDial bool, delays *[]int64) {
+	if rec.sent[i] != 0 {
+		r.Sent++
+		d := rec.sent[i] - slot
+		if fromDial {
+			d = rec.begin[i] - slot
+		}
+		*delays = append(*delays, d)
+		if time.Duration(d) > lateAfter {
+			r.Late++
+		}
+	} else {
+		r.Unsent = append(r.Unsent, i)
+	}
+	if rec.err[i] != errNone {
+		r.Errors[errNames[rec.err[i]]]++
+	}
+	if rec.done[i] != 0 {
+		r.Completed++
+	}
+}
+
+// generator drives the open-loop schedule of a loadConfig.
 type generator struct {
 	cfg   loadConfig
 	total int
-	begin []int64 // when the request started: write, or dial for a new connection
-	sent  []int64 // when the request was written (unix ns), 0 if never
-	done  []int64 // when its answer ended (unix ns), 0 if never
-	err   []uint8
+	records
 
 	reqHead []byte // the request line and fixed headers
 	body    []byte
@@ -110,9 +202,8 @@ type generator struct {
 
 func newGenerator(cfg loadConfig) *generator {
 	n := cfg.total()
-	g := &generator{cfg: cfg, total: n,
-		begin: make([]int64, n), sent: make([]int64, n), done: make([]int64, n), err: make([]uint8, n)}
-	method := "GET"
+	g := &generator{cfg: cfg, total: n, records: newRecords(n)}
+	method, path := "GET", "/bench"
 	if cfg.Mode == modePost {
 		method = "POST"
 		g.body = make([]byte, cfg.BodyKiB<<10)
@@ -120,7 +211,10 @@ func newGenerator(cfg loadConfig) *generator {
 			g.body[i] = 'a' + byte(i%26)
 		}
 	}
-	h := fmt.Sprintf("%s /bench HTTP/1.1\r\nHost: %s\r\nUser-Agent: shadowtee-bench\r\n", method, cfg.Addr)
+	if cfg.Answer > 0 {
+		path = "/json/" + strconv.Itoa(cfg.Answer)
+	}
+	h := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shadowtee-bench\r\n", method, path, cfg.Addr)
 	if g.body != nil {
 		h += "Content-Type: application/octet-stream\r\nContent-Length: " + strconv.Itoa(len(g.body)) + "\r\n"
 	}
@@ -132,11 +226,6 @@ func newGenerator(cfg loadConfig) *generator {
 	}
 	g.reqHead = []byte(h)
 	return g
-}
-
-// appendRequest writes request id's headers, stamped with the send time.
-func (g *generator) appendRequest(buf []byte, id int, sent time.Time) []byte {
-	return appendBenchRequest(buf, g.reqHead, id, sent)
 }
 
 // appendBenchRequest appends a request: head (the request line and
@@ -219,7 +308,7 @@ func (g *generator) keepAlive(k int, c net.Conn, deadline time.Time) {
 			<-idle
 		}
 		now := time.Now()
-		head = g.appendRequest(head[:0], i, now)
+		head = appendBenchRequest(head[:0], g.reqHead, i, now)
 		if err := g.write(c, head, &iov); err != nil {
 			g.err[i] = errWrite
 			break
@@ -302,39 +391,15 @@ func (g *generator) newConns(ctx context.Context, deadline time.Time) {
 }
 
 func (g *generator) oneShot(ctx context.Context, i int, deadline time.Time) {
-	g.begin[i] = time.Now().UnixNano()
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "tcp", g.cfg.Addr)
-	if err != nil {
-		g.err[i] = errDial
+	c, br := g.ask(ctx, i, g.cfg.Addr, deadline, g.reqHead, g.body)
+	if c == nil {
 		return
-	}
-	defer c.Close()
-	c.SetDeadline(deadline)
-	now := time.Now()
-	buf := g.appendRequest(make([]byte, 0, 512), i, now)
-	g.sent[i] = now.UnixNano()
-	if _, err := c.Write(buf); err != nil {
-		g.err[i] = errWrite
-		g.sent[i] = 0
-		return
-	}
-	br := bufio.NewReaderSize(c, 4<<10)
-	status, err := readAnswer(br)
-	if err != nil {
-		g.err[i] = errRead
-		return
-	}
-	g.done[i] = time.Now().UnixNano()
-	if status != 200 {
-		g.err[i] = errStatus
 	}
 	// Wait for the server to close first: the side that closes first keeps
 	// the connection in TIME_WAIT for a minute, and on the client that
 	// would use up the ephemeral ports within seconds.
 	br.Discard(1)
+	c.Close()
 }
 
 // result summarises the records.
@@ -351,29 +416,13 @@ func (g *generator) result(cpu time.Duration) LoadResult {
 	for i := range g.total {
 		slot := cfg.slot(i).UnixNano()
 		inWindow := slot >= from && slot < to
-		if g.sent[i] != 0 {
-			r.Sent++
-			d := g.sent[i] - slot
-			if cfg.Mode == modeNewConn {
-				d = g.begin[i] - slot
-			}
-			delay = append(delay, d)
-			if time.Duration(d) > lateAfter {
-				r.Late++
-			}
-			if inWindow {
-				r.WindowSent++
-			}
-		} else {
-			r.Unsent = append(r.Unsent, i)
-		}
-		if g.err[i] != errNone {
-			r.Errors[errNames[g.err[i]]]++
+		g.account(&r, i, slot, cfg.Mode == modeNewConn, &delay)
+		if inWindow && g.sent[i] != 0 {
+			r.WindowSent++
 		}
 		if g.done[i] == 0 {
 			continue
 		}
-		r.Completed++
 		if g.done[i] >= from && g.done[i] < to {
 			r.WindowDone++
 		}
@@ -389,31 +438,13 @@ func (g *generator) result(cpu time.Duration) LoadResult {
 	return r
 }
 
-// runLoad is the load generator role: it runs in the client namespace and
-// prints its LoadResult as JSON on stdout.
-func runLoad(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+// runLoad is the load generator role: in the client namespace, it reads
+// its loadConfig as JSON on stdin and prints its LoadResult as JSON on
+// stdout.
+func runLoad(ctx context.Context) error {
 	var cfg loadConfig
-	var start int64
-	fs.StringVar(&cfg.Addr, "addr", "", "primary `host:port`")
-	fs.StringVar(&cfg.Mode, "mode", modeGet, "get, post or newconn")
-	fs.Float64Var(&cfg.Rate, "rate", 1000, "requests per second")
-	fs.IntVar(&cfg.Conns, "conns", 16, "keep-alive connections")
-	fs.IntVar(&cfg.BodyKiB, "body-kib", 16, "POST body size in KiB")
-	fs.Int64Var(&start, "start", 0, "first slot, unix nanoseconds (0: now)")
-	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured window")
-	fs.DurationVar(&cfg.Grace, "grace", 3*time.Second, "time for the last answers")
-	fs.BoolVar(&cfg.Pipeline, "pipeline", false, "write at the slot even while the connection awaits an answer")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if cfg.Rate <= 0 || (cfg.Conns <= 0 && cfg.Mode != modeNewConn) || cfg.Duration <= 0 {
-		return errors.New("load: rate, conns and duration must be positive")
-	}
-	cfg.Start = time.Now().Add(50 * time.Millisecond)
-	if start != 0 {
-		cfg.Start = time.Unix(0, start)
+	if err := json.NewDecoder(os.Stdin).Decode(&cfg); err != nil {
+		return fmt.Errorf("load: %w", err)
 	}
 	g := newGenerator(cfg)
 	before := selfCPU()
@@ -430,4 +461,47 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// readAnswer reads one HTTP/1.1 response with a Content-Length body (the
+// bench's primary always sends one) and returns its status code.
+func readAnswer(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[8] != ' ' {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	status, ok := httpsyntax.ParseDecimal(line[9:12])
+	if !ok {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length := int64(-1)
+	for {
+		if line, err = br.ReadSlice('\n'); err != nil {
+			return 0, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return 0, fmt.Errorf("bad header line %q", line)
+		}
+		switch {
+		case httpsyntax.EqualFold(name, "content-length"):
+			if length, ok = httpsyntax.ParseContentLength(value); !ok {
+				return 0, fmt.Errorf("bad Content-Length %q", value)
+			}
+		case httpsyntax.EqualFold(name, "transfer-encoding"):
+			return 0, errors.New("chunked answers are not expected from the bench primary")
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("answer without Content-Length")
+	}
+	_, err = br.Discard(int(length))
+	return int(status), err
 }

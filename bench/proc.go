@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -60,46 +61,62 @@ func readProcStat(pid int) (procStat, error) {
 	return parseProcStat(b)
 }
 
-// memory is what the bench reads from /proc/PID/status, in bytes.
-type memory struct {
-	RSS, HWM int64
+// status is what the bench reads from /proc/PID/status, or from a
+// thread's /proc/PID/task/TID/status: the process's memory in bytes, and
+// the context switches of that one thread (the kernel counts them per
+// thread; a process's own file shows its main thread's).
+type status struct {
+	RSS, HWM               int64
+	Voluntary, Involuntary uint64
 }
 
-// parseProcStatus reads VmRSS and VmHWM from /proc/PID/status.
-func parseProcStatus(b []byte) (memory, error) {
-	var m memory
+// parseProcStatus reads VmRSS, VmHWM and the context switches.
+func parseProcStatus(b []byte) (status, error) {
+	var st status
 	found := 0
 	for line := range strings.SplitSeq(string(b), "\n") {
-		var dst *int64
-		switch {
-		case strings.HasPrefix(line, "VmRSS:"):
-			dst = &m.RSS
-		case strings.HasPrefix(line, "VmHWM:"):
-			dst = &m.HWM
-		default:
-			continue
+		name, value, _ := strings.Cut(line, ":")
+		f := strings.Fields(value)
+		switch name {
+		case "VmRSS", "VmHWM":
+			if len(f) != 2 || f[1] != "kB" {
+				return st, fmt.Errorf("status: unexpected line %q", line)
+			}
+			v, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return st, fmt.Errorf("status: %q: %w", line, err)
+			}
+			if name == "VmRSS" {
+				st.RSS = v << 10
+			} else {
+				st.HWM = v << 10
+			}
+			found++
+		case "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches":
+			if len(f) != 1 {
+				return st, fmt.Errorf("status: unexpected line %q", line)
+			}
+			v, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				return st, fmt.Errorf("status: %q: %w", line, err)
+			}
+			if name[0] == 'v' {
+				st.Voluntary = v
+			} else {
+				st.Involuntary = v
+			}
 		}
-		f := strings.Fields(line)
-		if len(f) != 3 || f[2] != "kB" {
-			return m, fmt.Errorf("status: unexpected line %q", line)
-		}
-		v, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("status: %q: %w", line, err)
-		}
-		*dst = v << 10
-		found++
 	}
 	if found != 2 {
-		return m, errors.New("status: no VmRSS or VmHWM (a kernel thread, or a zombie)")
+		return st, errors.New("status: no VmRSS or VmHWM (a kernel thread, or a zombie)")
 	}
-	return m, nil
+	return st, nil
 }
 
-func readProcStatus(pid int) (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+func readProcStatus(path string) (status, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return memory{}, err
+		return status{}, err
 	}
 	return parseProcStatus(b)
 }
@@ -145,11 +162,28 @@ func treeCPU(pids []int) time.Duration {
 func treeRSS(pids []int) int64 {
 	var total int64
 	for _, pid := range pids {
-		if m, err := readProcStatus(pid); err == nil {
+		if m, err := readProcStatus(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 			total += m.RSS
 		}
 	}
 	return total
+}
+
+// treeSwitches sums the voluntary and involuntary context switches of
+// every thread of a process tree: every time one of its threads was taken
+// off a CPU, to sleep or by preemption. A thread that has ended takes its
+// counts with it; Go runtimes seldom end one.
+func treeSwitches(pids []int) (vol, invol uint64) {
+	for _, pid := range pids {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		for _, t := range tasks {
+			if st, err := readProcStatus(t); err == nil {
+				vol += st.Voluntary
+				invol += st.Involuntary
+			}
+		}
+	}
+	return vol, invol
 }
 
 // hostCPU is the machine's CPU time from /proc/stat.

@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +34,9 @@ func runRole(ctx context.Context, role string, args []string) error {
 	case "shadow":
 		return runShadow(ctx, args)
 	case "load":
-		return runLoad(ctx, args)
+		return runLoad(ctx)
 	case "idle":
-		return runIdleLoad(ctx, args)
+		return runIdleLoad(ctx)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -53,7 +55,8 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 }
 
 // runPrimary is the service under the tee: it reads any body and answers
-// 200 with a small body, as fast as net/http allows.
+// 200 with a small body, or with JSON of the size a /json/N path asks, as
+// fast as net/http allows, over HTTP/1.1 or h2c.
 func runPrimary(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("primary", flag.ContinueOnError)
 	listen := fs.String("listen", ":8080", "listen `address`")
@@ -62,29 +65,86 @@ func runPrimary(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// The idle scenario keeps thousands of connections open at once: take
-	// all the file descriptors the hard limit allows, or more if allowed.
-	// Too few shows as the generator's connections failing.
+	// The idle-conns scenario keeps thousands of connections open at once:
+	// take all the file descriptors the hard limit allows, or more if
+	// allowed. Too few shows as the generator's connections failing.
 	raiseNoFile(idleMaxConns + 1024)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
-	body := []byte("ok\n")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		if *work > 0 {
 			spin(*work)
 		}
-		w.Header()["Content-Type"] = []string{"text/plain"}
-		w.Header()["Content-Length"] = []string{"3"}
-		w.Write(body)
+		writeAnswer(w, r)
 	})
 	// IdleTimeout, not ReadHeaderTimeout, bounds the wait between requests:
-	// it must outlast the idle scenario's idle period.
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idle}
+	// it must outlast the idle period of the idle-conns scenario.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idle, Protocols: withH2C()}
 	fmt.Println("ready")
 	return serveUntil(ctx, srv, ln)
+}
+
+// withH2C is HTTP/1.1 and HTTP/2 without TLS (h2c, with prior knowledge,
+// as h2load speaks it) on one port: net/http tells them apart by the
+// connection preface, which costs an HTTP/1.1 connection one peek at its
+// first bytes.
+func withH2C() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
+// maxAnswer bounds the JSON answers a /json/N path may ask for.
+const maxAnswer = 1 << 20
+
+var (
+	okBody  = []byte("ok\n")
+	answers sync.Map // size -> []byte, the JSON answers made so far
+)
+
+// writeAnswer answers 200 with what the request's path asks: a JSON body
+// of N bytes for /json/N, "ok" otherwise. Primary and shadow give the same
+// answer to the same request, as a comparison of their answers expects.
+func writeAnswer(w http.ResponseWriter, r *http.Request) {
+	body, ctype := okBody, "text/plain"
+	if v, ok := strings.CutPrefix(r.URL.Path, "/json/"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 && n <= maxAnswer {
+			b, ok := answers.Load(n)
+			if !ok {
+				b, _ = answers.LoadOrStore(n, jsonBody(n))
+			}
+			body, ctype = b.([]byte), "application/json"
+		}
+	}
+	w.Header()["Content-Type"] = []string{ctype}
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.Write(body)
+}
+
+// jsonBody makes a JSON document of exactly n bytes (21 at least): an
+// array of small records, as an API answers, padded to size.
+func jsonBody(n int) []byte {
+	const head, tail = `{"items":[`, `],"pad":""}`
+	b := []byte(head)
+	for i := 0; ; i++ {
+		item := fmt.Sprintf(`{"id":%d,"name":"item-%05d","price":%d.%02d,"tags":["a","b"],"ok":true}`, i, i, i%997, i%100)
+		if len(b)+len(item)+1+len(tail) > n {
+			break
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, item...)
+	}
+	b = append(b, tail[:len(tail)-2]...)
+	for len(b) < n-2 {
+		b = append(b, 'x')
+	}
+	return append(b, tail[len(tail)-2:]...)
 }
 
 // spin keeps the CPU busy for d of this thread's CPU time, so that time
@@ -104,16 +164,63 @@ func threadCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// delayRange is how long the shadow waits before each answer: Min, or a
+// time drawn uniformly from Min to Max for each request. As a flag or in
+// JSON it reads "50ms" or "20ms-200ms".
+type delayRange struct{ Min, Max time.Duration }
+
+func parseDelay(s string) (delayRange, error) {
+	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	var d delayRange
+	var err error
+	if d.Min, err = time.ParseDuration(lo); err != nil {
+		return d, fmt.Errorf("delay %q: %w", s, err)
+	}
+	d.Max = d.Min
+	if isRange {
+		if d.Max, err = time.ParseDuration(hi); err != nil {
+			return d, fmt.Errorf("delay %q: %w", s, err)
+		}
+	}
+	if d.Min < 0 || d.Max < d.Min {
+		return d, fmt.Errorf("delay %q: want 0 <= MIN <= MAX", s)
+	}
+	return d, nil
+}
+
+func (d *delayRange) Set(s string) (err error) { *d, err = parseDelay(s); return err }
+
+func (d delayRange) String() string {
+	if d.Max > d.Min {
+		return d.Min.String() + "-" + d.Max.String()
+	}
+	return d.Min.String()
+}
+
+func (d delayRange) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d delayRange) zero() bool { return d.Max == 0 }
+
+// pick draws one request's delay.
+func (d delayRange) pick() time.Duration {
+	if d.Max <= d.Min {
+		return d.Min
+	}
+	return d.Min + rand.N(d.Max-d.Min+1)
+}
+
 // tally is what the shadow saw since its last reset.
 type tally struct {
 	counts  []atomic.Uint32 // arrivals per request id
 	lag     []atomic.Int64  // first arrival minus X-Bench-Sent, ns
-	delay   time.Duration   // how long to wait before answering
+	delay   delayRange      // how long to wait before answering
 	arrived atomic.Int64    // requests with an id in range, duplicates included
 	unknown atomic.Int64    // ids out of range
 	noID    atomic.Int64    // requests without an id or probe header
 	bodyErr atomic.Int64    // bodies that did not arrive whole
 	conns   atomic.Int64    // connections accepted
+	peak    atomic.Int64    // the most connections open at once
+	h1, h2  atomic.Int64    // requests by protocol, probes left out
 	probes  atomic.Int64
 	// firstProbe is when the first start-up probe arrived, unix ns.
 	firstProbe atomic.Int64
@@ -123,6 +230,9 @@ type tally struct {
 type ShadowSummary struct {
 	Arrived    int64 `json:"arrived"`
 	Conns      int64 `json:"conns"`
+	Peak       int64 `json:"peak_conns"`
+	HTTP1      int64 `json:"http1"`
+	HTTP2      int64 `json:"http2"`
 	Probes     int64 `json:"probes"`
 	FirstProbe int64 `json:"first_probe_ns"`
 }
@@ -139,7 +249,8 @@ type ShadowResults struct {
 
 type shadowServer struct {
 	cur  atomic.Pointer[tally]
-	addr string // where mirrored requests arrive
+	addr string       // where mirrored requests arrive
+	open atomic.Int64 // connections open now
 
 	server string // serverHTTP or serverSink
 	bound  string // the address listened on, once up
@@ -149,10 +260,26 @@ type shadowServer struct {
 	sink  *sinkServer  // the sink; nil while down
 }
 
-func (s *shadowServer) reset(n int, delay time.Duration) {
-	s.cur.Store(&tally{counts: make([]atomic.Uint32, n), lag: make([]atomic.Int64, n), delay: delay})
+func (s *shadowServer) reset(n int, delay delayRange) {
+	t := &tally{counts: make([]atomic.Uint32, n), lag: make([]atomic.Int64, n), delay: delay}
+	t.peak.Store(s.open.Load())
+	s.cur.Store(t)
 }
 
+// opened counts a connection accepted, closed one that ended.
+func (s *shadowServer) opened() {
+	t := s.cur.Load()
+	t.conns.Add(1)
+	n := s.open.Add(1)
+	for p := t.peak.Load(); n > p && !t.peak.CompareAndSwap(p, n); p = t.peak.Load() {
+	}
+}
+
+func (s *shadowServer) closed() { s.open.Add(-1) }
+
+// ServeHTTP records a mirrored request and answers it after the delay, on
+// the request's own goroutine, as a real service would: requests on other
+// connections (or other HTTP/2 streams) do not wait for it.
 func (s *shadowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UnixNano()
 	t := s.cur.Load()
@@ -160,20 +287,31 @@ func (s *shadowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil || (r.ContentLength >= 0 && n != r.ContentLength) {
 		t.bodyErr.Add(1)
 	}
-	id, ok := int64(-1), false
-	if v := header(r, "X-Bench-Id"); v != "" {
-		ok = true
-		if i, err := strconv.ParseInt(v, 10, 64); err == nil {
-			id = i
-		}
+	// The id is X-Bench-Id, or the path's for loads that cannot set a
+	// header per request (h2load: /bench/ID).
+	v, ok := header(r, "X-Bench-Id"), true
+	if v == "" {
+		v, ok = strings.CutPrefix(r.URL.Path, "/bench/")
 	}
+	id := int64(-1)
+	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+		id = i
+	}
+	ok = ok && v != ""
 	sent, _ := strconv.ParseInt(header(r, "X-Bench-Sent"), 10, 64)
-	t.record(header(r, "X-Bench-Probe") != "", ok, id, sent, now)
-	if t.delay > 0 {
-		time.Sleep(t.delay)
+	probe := header(r, "X-Bench-Probe") != ""
+	t.record(probe, ok, id, sent, now)
+	switch {
+	case probe:
+	case r.ProtoMajor == 2:
+		t.h2.Add(1)
+	default:
+		t.h1.Add(1)
 	}
-	w.Header()["Content-Length"] = []string{"0"}
-	w.WriteHeader(http.StatusOK)
+	if d := t.delay.pick(); d > 0 {
+		time.Sleep(d)
+	}
+	writeAnswer(w, r)
 }
 
 // record counts one request: a start-up probe, a request of the load (its
@@ -208,8 +346,8 @@ func header(r *http.Request, canonical string) string {
 
 func (s *shadowServer) summary() ShadowSummary {
 	t := s.cur.Load()
-	return ShadowSummary{Arrived: t.arrived.Load(), Conns: t.conns.Load(),
-		Probes: t.probes.Load(), FirstProbe: t.firstProbe.Load()}
+	return ShadowSummary{Arrived: t.arrived.Load(), Conns: t.conns.Load(), Peak: t.peak.Load(), HTTP1: t.h1.Load(),
+		HTTP2: t.h2.Load(), Probes: t.probes.Load(), FirstProbe: t.firstProbe.Load()}
 }
 
 func (s *shadowServer) results() ShadowResults {
@@ -237,7 +375,7 @@ func (s *shadowServer) control() http.Handler {
 			http.Error(w, "bad n", http.StatusBadRequest)
 			return
 		}
-		delay, err := time.ParseDuration(r.FormValue("delay"))
+		delay, err := parseDelay(r.FormValue("delay"))
 		if err != nil {
 			http.Error(w, "bad delay", http.StatusBadRequest)
 			return
@@ -265,8 +403,9 @@ func (s *shadowServer) control() http.Handler {
 	return mux
 }
 
-// runShadow is the shadow service: it records each mirrored request's id
-// and lag, counts the connections opened to it, and can answer slowly.
+// runShadow is the shadow service: it records each mirrored request's id,
+// lag and protocol, counts the connections opened to it and the most open
+// at once, and can answer slowly.
 func runShadow(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("shadow", flag.ContinueOnError)
 	listen := fs.String("listen", ":8000", "listen `address` for mirrored requests")
@@ -279,7 +418,7 @@ func runShadow(ctx context.Context, args []string) error {
 		return fmt.Errorf("--server %q: want http or sink", *server)
 	}
 	s := &shadowServer{addr: *listen, server: *server}
-	s.reset(0, 0)
+	s.reset(0, delayRange{})
 	if err := s.up(); err != nil {
 		return err
 	}
@@ -314,10 +453,13 @@ func (s *shadowServer) up() error {
 		go s.sink.serve()
 		return nil
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, Protocols: withH2C(),
 		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				s.cur.Load().conns.Add(1)
+			switch st {
+			case http.StateNew:
+				s.opened()
+			case http.StateClosed, http.StateHijacked:
+				s.closed()
 			}
 		}}
 	go srv.Serve(ln)

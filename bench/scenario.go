@@ -17,8 +17,12 @@ const (
 	scPost       = "post"
 	scNewConn    = "newconn"
 	scSaturation = "saturation"
-	scIdle       = "idle" // opt-in: memory with many idle keep-alive connections
-	scSoak       = "soak" // opt-in: memory and accounting under shadow faults
+	scSlow       = "slow"       // get and post with a shadow that takes its time (--slow-delay)
+	scCompare    = "compare"    // GETs answered with JSON bodies, for the cost of comparing answers
+	scH2         = "h2"         // h2load against an h2c primary
+	scQuiet      = "quiet"      // attached, no traffic at all: the tee's floor of CPU and wake-ups
+	scIdleConns  = "idle-conns" // memory with many idle keep-alive connections
+	scSoak       = "soak"       // memory and accounting under shadow faults
 )
 
 // Scenario is one load, run once per tool.
@@ -28,8 +32,11 @@ type Scenario struct {
 	Kind     string        `json:"kind"`
 	Mode     string        `json:"mode"`
 	Rate     float64       `json:"rate"`
-	Conns    int           `json:"conns"`
+	Conns    int           `json:"conns"`             // connections; h2load's clients
+	Streams  int           `json:"streams,omitempty"` // h2: concurrent streams per client
 	BodyKiB  int           `json:"body_kib,omitempty"`
+	Answer   int           `json:"answer_bytes,omitempty"` // JSON answers of this size
+	Delay    delayRange    `json:"shadow_delay"`
 	Warmup   time.Duration `json:"warmup_ns"`
 	Duration time.Duration `json:"duration_ns"`
 	Ramp     []RampStep    `json:"ramp,omitempty"`
@@ -56,58 +63,76 @@ type RampStep struct {
 	CPUBusy []float64 `json:"cpu_busy,omitempty"`
 }
 
-// scenarios expands the configured kinds into the loads to run, except the
-// saturation scenario, whose rate is found by a ramp first.
+// scenarios expands the configured kinds into the loads to run; the
+// saturation scenario's rate is found by a ramp first.
 func (c *Config) scenarios() []*Scenario {
 	var out []*Scenario
-	add := func(kind, mode string, rate float64, body int, title string) {
-		out = append(out, &Scenario{Name: fmt.Sprintf("%s-%.0f", kind, rate), Title: title, Kind: kind, Mode: mode,
-			Rate: rate, Conns: c.Conns, BodyKiB: body, Warmup: c.Warmup, Duration: c.Duration})
+	add := func(kind, name, mode string, rate float64, title string) *Scenario {
+		sc := &Scenario{Name: name, Title: title, Kind: kind, Mode: mode, Rate: rate, Conns: c.Conns,
+			Delay: c.ShadowDelay, Warmup: c.Warmup, Duration: c.Duration}
+		out = append(out, sc)
+		return sc
 	}
+	keepAlive := func(what string, rate float64) string {
+		return fmt.Sprintf("%s, %d keep-alive connections, %s req/s", what, c.Conns, thousands(rate))
+	}
+	post := fmt.Sprintf("POST with a %d KiB body", c.PostKiB)
 	for _, k := range c.Scenarios {
 		switch k {
 		case scGet:
 			for _, r := range c.Rates {
-				add(scGet, modeGet, r, 0, fmt.Sprintf("GET, %d keep-alive connections, %s req/s", c.Conns, thousands(r)))
+				add(k, fmt.Sprintf("get-%.0f", r), modeGet, r, keepAlive("GET", r))
 			}
 		case scPost:
-			add(scPost, modePost, c.PostRate, c.PostKiB,
-				fmt.Sprintf("POST with a %d KiB body, %d keep-alive connections, %s req/s", c.PostKiB, c.Conns, thousands(c.PostRate)))
+			add(k, fmt.Sprintf("post-%.0f", c.PostRate), modePost, c.PostRate, keepAlive(post, c.PostRate)).BodyKiB = c.PostKiB
 		case scNewConn:
-			add(scNewConn, modeNewConn, c.NewConnRate, 0,
-				fmt.Sprintf("GET on a new connection per request, %s req/s", thousands(c.NewConnRate)))
+			add(k, fmt.Sprintf("newconn-%.0f", c.NewConnRate), modeNewConn, c.NewConnRate,
+				fmt.Sprintf("GET on a new connection per request, %s req/s", thousands(c.NewConnRate))).Conns = 0
 		case scSaturation:
-			out = append(out, &Scenario{Name: scSaturation, Kind: scSaturation, Mode: modeGet, Conns: c.Conns,
-				Warmup: c.Warmup, Duration: c.Duration})
-		case scIdle:
-			out = append(out, &Scenario{Name: fmt.Sprintf("idle-%d", c.IdleConns), Kind: scIdle, Mode: modeIdle,
-				Rate: c.IdleRate, Conns: c.IdleConns, Duration: c.IdleTime,
-				Title: fmt.Sprintf("%s idle keep-alive connections: opened at %s a second, one GET each, then %s idle",
-					thousands(float64(c.IdleConns)), thousands(c.IdleRate), c.IdleTime)})
+			add(k, k, modeGet, 0, "")
+		case scSlow:
+			for _, r := range c.SlowRates {
+				add(k, fmt.Sprintf("slow-get-%.0f", r), modeGet, r, keepAlive("GET", r)).Delay = c.SlowDelay
+			}
+			sc := add(k, fmt.Sprintf("slow-post-%.0f", c.PostRate), modePost, c.PostRate, keepAlive(post, c.PostRate))
+			sc.BodyKiB, sc.Delay = c.PostKiB, c.SlowDelay
+		case scCompare:
+			for _, kib := range c.CompareKiB {
+				add(k, fmt.Sprintf("compare-%dk", kib), modeGet, c.CompRate,
+					keepAlive(fmt.Sprintf("GET answered with %d KiB of JSON", kib), c.CompRate)).Answer = kib << 10
+			}
+		case scH2:
+			sc := add(k, fmt.Sprintf("h2-%.0f", c.H2Rate), modeH2, c.H2Rate,
+				fmt.Sprintf("HTTP/2 (h2c) GET with h2load, %d clients of up to %d streams, %s req/s", c.H2Clients, c.H2Streams, thousands(c.H2Rate)))
+			sc.Conns, sc.Streams = c.H2Clients, c.H2Streams
+		case scQuiet:
+			add(k, k, "", 0, fmt.Sprintf("Attached with no traffic at all for %s", c.QuietTime)).Duration = c.QuietTime
+		case scIdleConns:
+			sc := add(k, fmt.Sprintf("idle-conns-%d", c.IdleConns), modeIdle, c.IdleRate,
+				fmt.Sprintf("%s idle keep-alive connections: opened at %s a second, one GET each, then %s idle",
+					thousands(float64(c.IdleConns)), thousands(c.IdleRate), c.IdleTime))
+			sc.Conns, sc.Duration, sc.Delay = c.IdleConns, c.IdleTime, delayRange{}
 		case scSoak:
-			out = append(out, &Scenario{Name: fmt.Sprintf("soak-%.0f", c.SoakRate), Kind: scSoak, Mode: modeGet,
-				Rate: c.SoakRate, Conns: c.Conns, Duration: c.SoakDuration, Faults: c.SoakFaults,
-				Title: fmt.Sprintf("GET, %d keep-alive connections, %s req/s for %s with the shadow %s", c.Conns,
-					thousands(c.SoakRate), c.SoakDuration, faultList(c.SoakFaults, c.SoakDelay))})
+			sc := add(k, fmt.Sprintf("soak-%.0f", c.SoakRate), modeGet, c.SoakRate, keepAlive("GET", c.SoakRate)+
+				fmt.Sprintf(" for %s with the shadow %s", c.SoakDuration, faultList(c.SoakFaults, c.SoakDelay)))
+			sc.Duration, sc.Warmup, sc.Faults, sc.Delay = c.SoakDuration, 0, c.SoakFaults, delayRange{}
 		}
 	}
-	for _, s := range out {
-		if s.Mode == modeNewConn {
-			s.Conns = 0
+	for _, sc := range out {
+		if !sc.Delay.zero() {
+			sc.Title += ", the shadow answering after " + sc.Delay.String()
 		}
 	}
 	return out
 }
 
-// runScenario runs every tool under the scenario's load and fills in the
-// comparisons with the baseline and the targets.
+// runScenario runs every tool under the scenario's load, each pass in
+// turn, and fills in the comparisons with the baseline and the targets.
+// A failed run of a tee is reported as such; a failed baseline ends the
+// scenario. The idle scenarios have no baseline: there is nothing to
+// measure without a tee.
 func (e *env) runScenario(ctx context.Context, sc *Scenario, tools []tool) error {
-	switch sc.Kind {
-	case scIdle:
-		return e.runIdleScenario(ctx, sc, tools)
-	case scSoak:
-		return e.runSoak(ctx, sc, tools)
-	case scSaturation:
+	if sc.Kind == scSaturation {
 		if e.cfg.Pin {
 			unpin, err := e.pinServices(sc)
 			if err != nil {
@@ -121,22 +146,32 @@ func (e *env) runScenario(ctx context.Context, sc *Scenario, tools []tool) error
 	}
 	for pass := 1; pass <= e.cfg.Passes; pass++ {
 		for _, t := range tools {
-			slog.Info("run", "scenario", sc.Name, "tool", t.Name, "pass", pass)
-			r, err := e.runOne(ctx, sc, t, sc.Warmup, sc.Duration)
-			if ctx.Err() != nil {
-				return ctx.Err()
+			faults := []string{""}
+			switch {
+			case t.Kind == kindBaseline && (sc.Kind == scQuiet || sc.Kind == scIdleConns):
+				continue
+			case t.Kind != kindBaseline && sc.Kind == scSoak:
+				faults = sc.Faults
 			}
-			if err != nil {
-				if t.Kind == kindBaseline {
-					return fmt.Errorf("%s baseline: %w", sc.Name, err)
+			for _, fault := range faults {
+				slog.Info("run", "scenario", sc.Name, "tool", t.Name, "fault", fault, "pass", pass)
+				r, err := e.runOne(ctx, sc, t, fault)
+				if ctx.Err() != nil {
+					return ctx.Err()
 				}
-				slog.Error("run failed", "scenario", sc.Name, "tool", t.Name, "err", err)
-				r = &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command, Notes: []string{"failed: " + err.Error()}}
+				if err != nil {
+					if t.Kind == kindBaseline {
+						return fmt.Errorf("%s baseline: %w", sc.Name, err)
+					}
+					slog.Error("run failed", "scenario", sc.Name, "tool", t.Name, "err", err)
+					r = newResult(t, fault)
+					r.Notes = []string{"failed: " + err.Error()}
+				}
+				if e.cfg.Passes > 1 {
+					r.Pass = pass
+				}
+				sc.Runs = append(sc.Runs, r)
 			}
-			if e.cfg.Passes > 1 {
-				r.Pass = pass
-			}
-			sc.Runs = append(sc.Runs, r)
 		}
 	}
 	sc.compare()
@@ -170,33 +205,6 @@ func (e *env) pinServices(sc *Scenario) (func(), error) {
 	e.pin, sc.Pinned = plan, plan
 	slog.Info("pinned", "primary_cpu", plan.Primary, "others_cpu", plan.Others)
 	return unpin, nil
-}
-
-// runIdleScenario runs each tee once per pass under the idle load; the
-// baseline has nothing to measure there.
-func (e *env) runIdleScenario(ctx context.Context, sc *Scenario, tools []tool) error {
-	for pass := 1; pass <= e.cfg.Passes; pass++ {
-		for _, t := range tools {
-			if t.Kind == kindBaseline {
-				continue
-			}
-			slog.Info("run", "scenario", sc.Name, "tool", t.Name, "pass", pass)
-			r, err := e.runIdle(ctx, sc, t)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				slog.Error("run failed", "scenario", sc.Name, "tool", t.Name, "err", err)
-				r = &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command, Notes: []string{"failed: " + err.Error()}}
-			}
-			if e.cfg.Passes > 1 {
-				r.Pass = pass
-			}
-			sc.Runs = append(sc.Runs, r)
-		}
-	}
-	sc.Targets = evaluate(sc, e.cfg.shadowWorkers())
-	return nil
 }
 
 // faultList names the soak's faults for a title.
@@ -257,9 +265,9 @@ func (e *env) ramp(ctx context.Context, sc *Scenario) error {
 	c := e.cfg
 	rate := c.SatStart
 	for step := 0; step < c.SatSteps && rate <= c.SatMax; step++ {
-		probe := &Scenario{Name: sc.Name, Mode: modeGet, Rate: rate, Conns: c.Conns}
+		probe := &Scenario{Name: sc.Name, Mode: modeGet, Rate: rate, Conns: c.Conns, Warmup: c.RampWarmup, Duration: c.RampDuration}
 		slog.Info("saturation ramp", "rate", rate)
-		r, err := e.runOne(ctx, probe, tool{Name: kindBaseline, Kind: kindBaseline}, c.RampWarmup, c.RampDuration)
+		r, err := e.runOne(ctx, probe, tool{Name: kindBaseline, Kind: kindBaseline}, "")
 		if err != nil {
 			return fmt.Errorf("saturation ramp at %.0f req/s: %w", rate, err)
 		}
@@ -294,6 +302,9 @@ func (e *env) ramp(ctx context.Context, sc *Scenario) error {
 	} else {
 		sc.Title = fmt.Sprintf("GET, %d keep-alive connections, %s req/s: the primary's saturation (%s)",
 			sc.Conns, thousands(sc.Rate), last.Why)
+	}
+	if !sc.Delay.zero() {
+		sc.Title += ", the shadow answering after " + sc.Delay.String()
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowtee/shadowtee/httpsyntax"
 	"github.com/shadowtee/shadowtee/internal/sink"
 )
 
@@ -17,9 +18,11 @@ const (
 
 // sinkServer answers mirrored requests itself and records them as the
 // net/http shadow does, with internal/sink, which frames requests and
-// answers pipelined requests in order, many answers per write: on two cores, a net/http shadow
-// answering 50,000 mirrored requests a second takes half a core from the
-// processes it shares a CPU with, which a shadow elsewhere would not.
+// answers pipelined requests in order, many answers per write: on two
+// cores, a net/http shadow answering 50,000 mirrored requests a second
+// takes half a core from the processes it shares a CPU with, which a
+// shadow elsewhere would not. It speaks HTTP/1.1 only and answers every
+// request with an empty 200.
 type sinkServer struct {
 	s  *shadowServer
 	ln net.Listener
@@ -35,13 +38,13 @@ func (k *sinkServer) serve() {
 		if err != nil {
 			return
 		}
-		k.s.cur.Load().conns.Add(1)
 		k.mu.Lock()
 		if k.conns == nil {
 			k.mu.Unlock()
 			c.Close()
 			return
 		}
+		k.s.opened()
 		k.conns[c] = true
 		k.mu.Unlock()
 		k.wg.Go(func() {
@@ -50,6 +53,7 @@ func (k *sinkServer) serve() {
 			delete(k.conns, c)
 			k.mu.Unlock()
 			c.Close()
+			k.s.closed()
 		})
 	}
 }
@@ -77,8 +81,11 @@ func (k *sinkServer) answer(c net.Conn) {
 		Request: func() time.Duration {
 			t := k.s.cur.Load()
 			t.record(h.probe, h.hasID, h.id, h.sent, time.Now().UnixNano())
+			if !h.probe {
+				t.h1.Add(1)
+			}
 			h.reset()
-			return t.delay
+			return t.delay.pick()
 		},
 		BadBody: func() { k.s.cur.Load().bodyErr.Add(1) },
 	})
@@ -95,14 +102,14 @@ func (h *sinkHead) reset() { *h = sinkHead{id: -1} }
 // header takes what the sink records from one header line.
 func (h *sinkHead) header(name, value []byte) {
 	switch {
-	case equalFold(name, "x-bench-probe"):
+	case httpsyntax.EqualFold(name, "x-bench-probe"):
 		h.probe = true
-	case equalFold(name, "x-bench-id"):
+	case httpsyntax.EqualFold(name, "x-bench-id"):
 		h.hasID = true
 		if n, ok := parseDigits(value); ok {
 			h.id = n
 		}
-	case equalFold(name, "x-bench-sent"):
+	case httpsyntax.EqualFold(name, "x-bench-sent"):
 		h.sent, _ = parseDigits(value)
 	}
 }

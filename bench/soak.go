@@ -51,7 +51,6 @@ type SoakResult struct {
 	Bounded     bool    `json:"bounded"`
 	// Memory is where the memory was right after the load.
 	Memory *MemBreakdown `json:"memory,omitempty"`
-	Ledger *Ledger       `json:"ledger,omitempty"`
 	// ShadowArrived counts requests that reached the shadow.
 	ShadowArrived int64 `json:"shadow_arrived"`
 }
@@ -208,7 +207,7 @@ func (e *env) applyFault(ctx context.Context, fault string, n int) (func() error
 	case faultSlow:
 		// A new tally: the start-up probes are forgotten, the load's ids
 		// are counted, and every answer waits.
-		if err := e.resetShadow(ctx, n, e.cfg.SoakDelay); err != nil {
+		if err := e.resetShadow(ctx, n, delayRange{e.cfg.SoakDelay, e.cfg.SoakDelay}); err != nil {
 			return nil, err
 		}
 		return onceErr(func() error { return nil }), nil
@@ -238,50 +237,4 @@ func onceErr(fn func() error) func() error {
 		once.Do(func() { err = fn() })
 		return err
 	}
-}
-
-// runSoak runs the baseline once with a healthy shadow, then each tee
-// under each fault, for the soak duration.
-func (e *env) runSoak(ctx context.Context, sc *Scenario, tools []tool) error {
-	for pass := 1; pass <= e.cfg.Passes; pass++ {
-		for _, t := range tools {
-			faults := sc.Faults
-			if t.Kind == kindBaseline {
-				faults = []string{""}
-			}
-			for _, fault := range faults {
-				r, err := e.runSoakOne(ctx, sc, t, fault)
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if err != nil {
-					if t.Kind == kindBaseline {
-						return fmt.Errorf("%s baseline: %w", sc.Name, err)
-					}
-					r = &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command, Fault: fault, Notes: []string{"failed: " + err.Error()}}
-				}
-				if e.cfg.Passes > 1 {
-					r.Pass = pass
-				}
-				sc.Runs = append(sc.Runs, r)
-			}
-		}
-	}
-	sc.compare()
-	sc.Targets = evaluate(sc, e.cfg.shadowWorkers())
-	return nil
-}
-
-func (e *env) runSoakOne(ctx context.Context, sc *Scenario, t tool, fault string) (*RunResult, error) {
-	if fault == faultBlackhole {
-		if _, err := exec.LookPath("iptables"); err != nil {
-			r := &RunResult{Tool: t.Name, Kind: t.Kind, Command: t.Command, Fault: fault,
-				Notes: []string{"skipped: iptables is not installed, so the shadow cannot be blackholed"}}
-			return r, nil
-		}
-	}
-	if fault == "" {
-		return e.runOne(ctx, sc, t, sc.Warmup, sc.Duration)
-	}
-	return e.runOneWith(ctx, sc, t, sc.Warmup, sc.Duration, fault)
 }

@@ -34,7 +34,8 @@ const (
 type tool struct {
 	Name    string
 	Kind    string
-	Command string // a peer's expanded command template
+	Command string   // a peer's expanded command template
+	Args    []string // a shadowtee variant's extra flags
 }
 
 // tee is a running tee process on the gateway.
