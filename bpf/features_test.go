@@ -51,3 +51,12 @@ func skipUnlessAttachable(t *testing.T, mode AttachMode, err error) {
 		t.Skipf("the kernel lacks TCX links (Linux 6.6): %v", err)
 	}
 }
+
+// requireBlocking skips the test if the reader cannot block on the ring
+// (its descriptor could not join Go's netpoller) and only polls.
+func requireBlocking(t *testing.T, rd *Reader) {
+	t.Helper()
+	if !rd.Blocking() {
+		t.Skip("the ring buffer's descriptor cannot be waited on with epoll here: the reader only polls")
+	}
+}

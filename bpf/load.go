@@ -211,6 +211,8 @@ type Counters struct {
 	Truncated    uint64 // segments longer than the largest copy (their tail was lost)
 	Fragments    uint64 // IP fragments seen (not followed)
 	OtherDest    uint64 // segments of a watched port but of a server not in the destinations
+	Wakeups      uint64 // records that woke the blocked reader (forced wake-ups)
+	WakeupsLost  uint64 // wake-ups retried because the ring had no room for them
 }
 
 // Counters reads and sums the per-CPU counters.
@@ -238,6 +240,8 @@ func (t *Tee) Counters() (Counters, error) {
 		Truncated:    sum[teeTeeCounterTEE_TRUNCATED],
 		Fragments:    sum[teeTeeCounterTEE_FRAGMENT],
 		OtherDest:    sum[teeTeeCounterTEE_OTHER_DST],
+		Wakeups:      sum[teeTeeCounterTEE_WAKEUP],
+		WakeupsLost:  sum[teeTeeCounterTEE_WAKEUP_LOST],
 	}, nil
 }
 

@@ -31,10 +31,43 @@
  *      bpf_ringbuf_reserve needs a constant size and one 64 KiB class would
  *      waste most of the ring on small requests.
  *
- * The ring buffer is a single ordered buffer for all CPUs. Records are
- * submitted without waking anyone: the reader looks at the ring on a short
- * timer. A wake-up is an irq_work in the kernel, and while the reader is
- * not waiting every wake-up past a threshold would cost one per record.
+ * The ring buffer is a single ordered buffer for all CPUs.
+ *
+ * Waking the reader. A wake-up is an irq_work and then a thread woken in
+ * user space, so the program wakes the reader only when the reader has said
+ * that it is about to block, in the reader_waiting word of the wake map
+ * (mapped into the reader's memory, and written there with atomic stores).
+ * While traffic flows the reader looks at the ring on a timer and the word
+ * is 0: records go in with BPF_RB_NO_WAKEUP and cost no wake-up at all. When
+ * its looks find the ring empty, the reader stores 1, looks again, and
+ * blocks; the first packet copied after that clears the word and wakes it,
+ * once.
+ *
+ * The race to get right is the reader blocking just as a record arrives.
+ * The reader stores reader_waiting = 1, then (sequentially consistent: a
+ * full barrier) loads the producer position, and blocks only if that shows
+ * nothing to read. The program commits its records with BPF_RB_NO_WAKEUP,
+ * which publishes each with an xchg on its header (a full barrier, in the
+ * kernel), and only then loads reader_waiting. Each side stores, fences,
+ * then loads what the other stored, so at least one sees the other: either
+ * the reader finds the record (reserving advances the producer position, so
+ * a record still being written counts as something to read, and the reader
+ * polls again instead of blocking) or the program finds the word set and
+ * wakes the reader. Both may happen; an extra wake-up is harmless.
+ *
+ * The wake-up cannot ride on the record's own commit (the word is read after
+ * it), so it goes through a second, small ring buffer, the doorbell: the
+ * program reserves a one-word record there and discards it with
+ * BPF_RB_FORCE_WAKEUP, and the reader, which blocks on the doorbell, drops
+ * what it finds there when it wakes. Ringing a ring of its own cannot fail
+ * for want of room in the events ring, where a full ring with the reader
+ * asleep would never drain. The word is cleared with a plain store before
+ * the doorbell rings, not an atomic exchange (BPF atomics need Linux 5.12,
+ * the ring buffer 5.8): two CPUs may both see 1 and both ring, which costs a
+ * spurious wake-up, and the CPU that clears the word always rings after, so
+ * a reader that stored 1 again in between is woken all the same. The
+ * doorbell holds 4096 rings, more than there are CPUs to ring it between
+ * two looks of the reader.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -54,6 +87,10 @@
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
+
+/* A load or store the compiler must emit once, as written. */
+#define READ_ONCE_U32(x) (*(volatile __u32 *)&(x))
+#define WRITE_ONCE_U32(x, v) (*(volatile __u32 *)&(x) = (v))
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -89,6 +126,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tee_counters);
 } counters SEC(".maps");
+
+/* The reader blocks on this ring; its records are empty and discarded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TEE_DOORBELL_BYTES);
+} doorbell SEC(".maps");
+
+/* The reader maps this array into its memory (BPF_F_MMAPABLE, Linux 5.5). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct tee_wake);
+} wake SEC(".maps");
 
 struct vlan_hdr {
 	__be16 tci;
@@ -138,6 +190,30 @@ static __always_inline void count(struct tee_counters *c, enum tee_counter i, __
 {
 	if (c)
 		c->v[i] += n;
+}
+
+/*
+ * wake_reader rings the doorbell if the reader is blocked or about to block.
+ * It runs after the packet's records are committed (see "Waking the reader"
+ * above for why that order is safe). When the doorbell has no room, the word
+ * stays set and the next packet rings.
+ */
+static __always_inline void wake_reader(struct tee_counters *c)
+{
+	__u32 zero = 0;
+	struct tee_wake *w = bpf_map_lookup_elem(&wake, &zero);
+	void *e;
+
+	if (!w || !READ_ONCE_U32(w->reader_waiting))
+		return;
+	e = bpf_ringbuf_reserve(&doorbell, sizeof(__u64), 0);
+	if (!e) {
+		count(c, TEE_WAKEUP_LOST, 1);
+		return;
+	}
+	WRITE_ONCE_U32(w->reader_waiting, 0);
+	bpf_ringbuf_discard(e, BPF_RB_FORCE_WAKEUP);
+	count(c, TEE_WAKEUP, 1);
 }
 
 /*
@@ -248,6 +324,7 @@ static __always_inline void copy_payload(struct __sk_buff *skb, struct tee_count
 	h->tcp_flags |= flags & (TCP_FIN | TCP_RST);
 	err = emit_chunk(skb, h, off + sent, len - sent);
 out:
+	wake_reader(c);
 	if (err != TEE_COUNTER_MAX) {
 		count(c, err, 1);
 		return;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * tee.h is the one contract between the BPF program (tee.c) and the Go
- * agent (bpf/events.go): the layout of a copied segment and the names of the
- * counters. Change it only together with both sides; the Go tests check the
+ * agent (bpf/events.go, bpf/reader.go): the layout of a copied segment, the
+ * names of the counters and the word through which the reader asks to be
+ * woken. Change it only together with both sides; the Go tests check the
  * offsets against the BTF that bpf2go generates from this file.
  */
 #ifndef SHADOWTEE_TEE_H
@@ -57,6 +58,20 @@ enum tee_dir {
 	TEE_TO_CLIENT = 1,
 };
 
+/* Size of the doorbell ring buffer, on which the reader blocks: 4096 rings
+ * of 16 bytes. A power of two and a multiple of the page size. */
+#define TEE_DOORBELL_BYTES (64 << 10)
+
+/*
+ * struct tee_wake is the single value of the wake map, which the reader maps
+ * into its memory. The reader sets reader_waiting to 1 just before it blocks
+ * on the doorbell ring; the program clears it and rings the doorbell after
+ * the next packet's records. See "Waking the reader" in tee.c.
+ */
+struct tee_wake {
+	__u32 reader_waiting;
+};
+
 /*
  * struct tee_dst_key is a key of the destinations LPM trie: an IPv6 address,
  * or an IPv4 address as ::ffff:a.b.c.d with 96 added to its prefix length.
@@ -77,6 +92,8 @@ enum tee_counter {
 	TEE_TRUNCATED,      /* segments with more than TEE_MAX_PAYLOAD bytes (the tail is lost) */
 	TEE_FRAGMENT,       /* IP fragments, which are not followed */
 	TEE_OTHER_DST,      /* segments of a watched port but not of a watched server address */
+	TEE_WAKEUP,         /* records that woke the blocked reader (BPF_RB_FORCE_WAKEUP) */
+	TEE_WAKEUP_LOST,    /* wake-ups that found no room for their record; the next record retries */
 	TEE_COUNTER_MAX,
 };
 

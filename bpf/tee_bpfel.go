@@ -25,12 +25,14 @@ const (
 	teeTeeCounterTEE_TRUNCATED      teeTeeCounter = 6
 	teeTeeCounterTEE_FRAGMENT       teeTeeCounter = 7
 	teeTeeCounterTEE_OTHER_DST      teeTeeCounter = 8
-	teeTeeCounterTEE_COUNTER_MAX    teeTeeCounter = 9
+	teeTeeCounterTEE_WAKEUP         teeTeeCounter = 9
+	teeTeeCounterTEE_WAKEUP_LOST    teeTeeCounter = 10
+	teeTeeCounterTEE_COUNTER_MAX    teeTeeCounter = 11
 )
 
 type teeTeeCounters struct {
 	_ structs.HostLayout
-	V [9]uint64
+	V [11]uint64
 }
 
 type teeTeeDir uint32
@@ -63,14 +65,21 @@ type teeTeeEvent struct {
 	Daddr    [16]uint8
 }
 
+type teeTeeWake struct {
+	_             structs.HostLayout
+	ReaderWaiting uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	teeMapCounters      = "counters"
 	teeMapDestinations  = "destinations"
+	teeMapDoorbell      = "doorbell"
 	teeMapEvents        = "events"
 	teeMapPorts         = "ports"
+	teeMapWake          = "wake"
 	teeProgTeeEth       = "tee_eth"
 	teeProgTeeEthEgress = "tee_eth_egress"
 	teeProgTeeL3        = "tee_l3"
@@ -134,8 +143,10 @@ type teeProgramSpecs struct {
 type teeMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Destinations *ebpf.MapSpec `ebpf:"destinations"`
+	Doorbell     *ebpf.MapSpec `ebpf:"doorbell"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	Wake         *ebpf.MapSpec `ebpf:"wake"`
 }
 
 // teeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -169,16 +180,20 @@ func (o *teeObjects) Close() error {
 type teeMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Destinations *ebpf.Map `ebpf:"destinations"`
+	Doorbell     *ebpf.Map `ebpf:"doorbell"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Ports        *ebpf.Map `ebpf:"ports"`
+	Wake         *ebpf.Map `ebpf:"wake"`
 }
 
 func (m *teeMaps) Close() error {
 	return _TeeClose(
 		m.Counters,
 		m.Destinations,
+		m.Doorbell,
 		m.Events,
 		m.Ports,
+		m.Wake,
 	)
 }
 
