@@ -51,10 +51,22 @@ type direction struct {
 	skip  uint32    // payload bytes of the current frame still to skip
 
 	// maxFrame is the largest frame the peer allowed this side in
-	// SETTINGS, as seen: it bounds plausible frames while searching.
-	maxFrame uint32
+	// SETTINGS, when seen (frameKnown): it bounds plausible frames once
+	// aligned by a search. The search itself takes frames of at most 16
+	// KiB, so that three always fit its window and it always moves on.
+	maxFrame   uint32
+	frameKnown bool
 
 	hb headerBlock
+}
+
+// frameLimit is the longest plausible frame of d: what its peer allowed,
+// when seen, else the configured cap.
+func (d *direction) frameLimit(cap uint32) uint32 {
+	if d.frameKnown {
+		return min(d.maxFrame, cap)
+	}
+	return cap
 }
 
 // headerBlock is a header block that spans frames (HEADERS or PUSH_PROMISE
@@ -342,7 +354,7 @@ func (c *Conn) search(d *direction, b []byte, t time.Time) (rest []byte, off int
 				return b, len(Preface), true
 			}
 		}
-		off, st := findAlignment(w, d.server, d.maxFrame, len(w) >= c.lim.searchLimit)
+		off, st := findAlignment(w, d.server, minMaxFrameSize, len(w) >= c.lim.searchLimit)
 		c.st.GarbageBytes.Add(uint64(off))
 		if st == alignFound {
 			c.st.Resyncs.Add(1)
@@ -436,7 +448,7 @@ func (c *Conn) admit(d *direction, h *frameHeader) bool {
 		ok, why = false, ReasonFrameTooLarge
 	case !h.valid():
 		ok = false
-	case !d.certain && !h.plausible(d.server, c.lim.maxFrame, false):
+	case !d.certain && !h.plausible(d.server, d.frameLimit(c.lim.maxFrame), false):
 		ok = false
 	case d.hb.open:
 		ok = h.typ == http2.FrameContinuation && h.stream == d.hb.stream
@@ -532,7 +544,7 @@ func (c *Conn) control(d *direction, fr http2.Frame, t time.Time) {
 			if d.server {
 				other = &c.cli
 			}
-			other.maxFrame = v
+			other.maxFrame, other.frameKnown = v, true
 		}
 	case *http2.RSTStreamFrame:
 		c.st.Resets.Add(1)

@@ -529,3 +529,21 @@ func hpackBlock(kv ...string) []byte {
 	}
 	return []byte(buf.String())
 }
+
+// Once the server's side is given up, each request emitted is told at once
+// that its answer will not come.
+func TestServerGivenUp(t *testing.T) {
+	rec := newRecorder().withAnswers()
+	c := rec.conn(false)
+	cw, sw := clientWire(), serverWire()
+	cw.headers(1, true, get("/before")...)
+	c.ClientData(cw.take(), t0)
+	sw.fr.WriteData(0, false, []byte("DATA on stream 0"))
+	c.ServerData(sw.take(), t0)
+	cw.headers(3, true, get("/after")...)
+	c.ClientData(cw.take(), t0)
+	mustEqual(t, "gave up", rec.stats.gaveUp(), "h2_protocol_error=1")
+	mustEqual(t, "order", strings.Join(rec.order, ","), "emit 1/before,answer 1/before,emit 3/after,answer 3/after")
+	mustEqual(t, "lost", len(rec.nils), 2)
+	mustEqual(t, "streams", len(c.streams), 0)
+}

@@ -310,6 +310,9 @@ func (c *Conn) emit(r *Request, s *stream) {
 	}
 	switch {
 	case !s.wantAnswer:
+	case c.srv.state == stDead:
+		// The server's side was given up: no answer will come.
+		c.deliver(s, nil)
 	case s.ansDone:
 		a := s.ans
 		s.ans = nil
