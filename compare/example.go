@@ -1,0 +1,326 @@
+package compare
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
+)
+
+// Bounds of an example.
+const (
+	exampleBodyCap = 16 << 10 // bytes of each body shown
+	requestBodyCap = 4 << 10  // bytes of the request body shown and replayed
+	maxExampleDiff = 64       // differences listed
+)
+
+// example is an endpoint's example, with what the engine needs of it.
+type example struct {
+	x     *Example
+	paths []string // the field paths it shows different
+	size  int64
+}
+
+func strPtr(b []byte) *string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	return &s
+}
+
+// makeExample builds the example of a pair judged different, from the
+// records in e.pair. Everything in it is redacted.
+func (e *Engine) makeExample(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *view, at time.Time) *example {
+	x := &Example{
+		Time:      at.UTC(),
+		Proto:     ex.Proto.String(),
+		Method:    ex.Method,
+		Authority: ex.Authority,
+		Target:    ex.Path,
+		Truncated: e.pair.truncated,
+	}
+	out := &example{x: x}
+	marksA, marksB := map[string]bool{}, map[string]bool{}
+	hdrA, hdrB := map[string]bool{}, map[string]bool{}
+	statusDiff := false
+	var lineA, lineB []lineMark
+	for i := range e.pair.recs {
+		r := &e.pair.recs[i]
+		tmpl, inst := string(e.pair.get(r.tmpl)), string(e.pair.get(r.inst))
+		f := e.fbuf[i]
+		verdict := "noise"
+		if e.judge(ep, f) {
+			verdict = "different"
+			if !slices.Contains(out.paths, f.path) {
+				out.paths = append(out.paths, f.path)
+			}
+		}
+		if len(x.Differences) < maxExampleDiff {
+			d := Difference{Path: inst, Kind: r.kind.String(), Line: int(r.line), Verdict: verdict}
+			if r.hasA {
+				d.Primary = strPtr(e.pair.get(r.va))
+			}
+			if r.hasB {
+				d.Shadow = strPtr(e.pair.get(r.vb))
+			}
+			x.Differences = append(x.Differences, d)
+		}
+		switch {
+		case tmpl == "status":
+			statusDiff = true
+		case strings.HasPrefix(tmpl, "header."), strings.HasPrefix(tmpl, "trailer."):
+			name := tmpl[strings.IndexByte(tmpl, '.')+1:]
+			hdrA[name], hdrB[name] = r.hasA, r.hasB
+		case r.kind == kindLines:
+			lineA = append(lineA, lineMark{int(r.line), strings.Count(string(e.pair.get(r.va)), "\n") + 1})
+			lineB = append(lineB, lineMark{int(r.line), strings.Count(string(e.pair.get(r.vb)), "\n") + 1})
+		default:
+			if r.hasA {
+				marksA[inst] = true
+			}
+			if r.hasB {
+				marksB[inst] = true
+			}
+		}
+	}
+	x.Primary = e.answerView(pv, statusDiff, hdrA, marksA, lineA)
+	x.Shadow = e.answerView(sv, statusDiff, hdrB, marksB, lineB)
+
+	for _, f := range ex.Header {
+		v := string(f.Value)
+		if e.red.header(f.Name) {
+			v = redacted
+		}
+		x.RequestHeaders = append(x.RequestHeaders, Header{Name: string(f.Name), Value: strings.ToValidUTF8(v, "\uFFFD")})
+	}
+	x.RequestBodyLen = max(ex.BodyLen, int64(len(ex.Body)))
+	body, note := e.requestBody(ex)
+	x.RequestBody, x.RequestNote = body, note
+	x.Curl = curlLine(rs.shadowURL, ex, e.red, body, note == "")
+
+	blob, _ := json.Marshal(x)
+	out.size = int64(len(blob)) + 256
+	return out
+}
+
+type lineMark struct{ first, n int }
+
+// requestBody returns the request body as the example shows it and the
+// curl line sends it (redacted), or a note saying why it is left out.
+func (e *Engine) requestBody(ex *Exchange) (string, string) {
+	b := ex.Body
+	if len(b) == 0 {
+		if ex.BodyLen > 0 {
+			return "", "request body of " + strconv.FormatInt(ex.BodyLen, 10) + " bytes not captured"
+		}
+		return "", ""
+	}
+	if ex.BodyLen > int64(len(b)) {
+		return "", "request body of " + strconv.FormatInt(ex.BodyLen, 10) + " bytes only partly captured"
+	}
+	var ct []byte
+	for _, f := range ex.Header {
+		if httpsyntax.EqualFold(f.Name, "content-type") {
+			ct = f.Value
+			break
+		}
+	}
+	media := mediaOf([]httpmsg.Field{{Name: []byte("content-type"), Value: ct}})
+	if ct == nil && looksJSON(b) {
+		media = mediaJSON
+	}
+	if len(e.red.paths) > 0 {
+		switch media {
+		case mediaJSON:
+			out, ok := rewriteCompact(nil, b, "body", e.red)
+			if !ok {
+				return "", "request body withheld: not JSON, and body fields are redacted"
+			}
+			b = out
+		case mediaForm:
+			b = redactForm(b, e.red)
+		}
+	}
+	if len(b) > requestBodyCap {
+		return "", "request body of " + strconv.Itoa(len(b)) + " bytes not shown"
+	}
+	if !utf8.Valid(b) {
+		return "", "binary request body of " + strconv.Itoa(len(b)) + " bytes not shown"
+	}
+	return string(b), ""
+}
+
+// answerView shows one answer of an example.
+func (e *Engine) answerView(v *view, statusDiff bool, hdr map[string]bool, marks map[string]bool, lines []lineMark) AnswerView {
+	a := v.ans
+	av := AnswerView{
+		Status: a.Status, StatusDiff: statusDiff, BodyLen: a.BodyLen,
+		Encoding: strings.ToValidUTF8(string(v.enc), "?"), Media: v.media.String(),
+		Truncated: v.cut, Headers: []Header{}, Body: []BodyPart{},
+	}
+	for _, fs := range [][]httpmsg.Field{a.Header, a.Trailer} {
+		for _, f := range fs {
+			name := strings.ToLower(string(f.Name))
+			val := string(f.Value)
+			if e.red.header(f.Name) {
+				val = redacted
+			}
+			av.Headers = append(av.Headers, Header{Name: strings.ToValidUTF8(string(f.Name), "?"), Value: strings.ToValidUTF8(val, "\uFFFD"), Diff: hdr[name]})
+		}
+	}
+	if v.err != nil {
+		av.Note = "cannot decode: " + v.err.Error()
+		return av
+	}
+	body := v.body
+	if len(body) == 0 {
+		return av
+	}
+	media := v.media
+	if media == mediaUnknown && looksJSON(body) {
+		media = mediaJSON
+	}
+	if media == mediaJSON {
+		text, ranges, complete, ok := prettyJSON(body, e.red, marks, exampleBodyCap)
+		if ok {
+			av.Body = bodyParts(text, ranges)
+			if !complete {
+				av.Note = "shown up to where the body held ends"
+			}
+			return av
+		}
+		if len(e.red.paths) > 0 {
+			av.Note = "body withheld: not JSON, and body fields are redacted"
+			return av
+		}
+	}
+	if media == mediaForm {
+		body = redactForm(body, e.red)
+	}
+	if !utf8.Valid(body) && !(v.cut && utf8.Valid(trimPartialRune(body))) {
+		av.Note = strconv.Itoa(len(body)) + " bytes of binary data"
+		return av
+	}
+	note := ""
+	if len(body) > exampleBodyCap {
+		body = trimPartialRune(body[:exampleBodyCap])
+		note = "shown up to " + strconv.Itoa(exampleBodyCap) + " bytes"
+	}
+	av.Body = bodyParts(body, lineRanges(body, lines))
+	av.Note = note
+	return av
+}
+
+// trimPartialRune drops a cut UTF-8 sequence at the end of b.
+func trimPartialRune(b []byte) []byte {
+	for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+		r, size := utf8.DecodeLastRune(b)
+		if r != utf8.RuneError || size != 1 {
+			break
+		}
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// lineRanges returns the byte ranges of the marked lines of text.
+func lineRanges(text []byte, lines []lineMark) [][2]int {
+	var out [][2]int
+	for _, l := range lines {
+		start, line := 0, 1
+		for line < l.first && start < len(text) {
+			k := bytes.IndexByte(text[start:], '\n')
+			if k < 0 {
+				start = len(text)
+				break
+			}
+			start += k + 1
+			line++
+		}
+		end := start
+		for n := 0; n < l.n && end < len(text); n++ {
+			k := bytes.IndexByte(text[end:], '\n')
+			if k < 0 {
+				end = len(text)
+				break
+			}
+			end += k + 1
+		}
+		if end > start {
+			out = append(out, [2]int{start, end})
+		}
+	}
+	return out
+}
+
+// bodyParts cuts text into parts at the marked ranges.
+func bodyParts(text []byte, ranges [][2]int) []BodyPart {
+	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
+	var parts []BodyPart
+	add := func(b []byte, diff bool) {
+		if len(b) > 0 {
+			parts = append(parts, BodyPart{Text: strings.ToValidUTF8(string(b), "\uFFFD"), Diff: diff})
+		}
+	}
+	at := 0
+	for _, r := range ranges {
+		s, t := max(r[0], at), min(r[1], len(text))
+		if s >= t {
+			continue
+		}
+		add(text[at:s], false)
+		add(text[s:t], true)
+		at = t
+	}
+	add(text[at:], false)
+	if parts == nil {
+		parts = []BodyPart{}
+	}
+	return parts
+}
+
+// logLine is one line of the compare log.
+type logLine struct {
+	Time          time.Time    `json:"time"`
+	Rule          string       `json:"rule"`
+	Endpoint      string       `json:"endpoint"`
+	Method        string       `json:"method"`
+	Target        string       `json:"target"`
+	PrimaryStatus int          `json:"primary_status"`
+	ShadowStatus  int          `json:"shadow_status"`
+	Truncated     bool         `json:"truncated,omitempty"`
+	Differences   []Difference `json:"differences"`
+}
+
+// logPair writes the log line of a pair judged different.
+func (e *Engine) logPair(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *view, at time.Time) {
+	l := logLine{
+		Time: at.UTC(), Rule: rs.name, Endpoint: ep.key, Method: ex.Method,
+		Target: capString(ex.Path, 2048), PrimaryStatus: pv.ans.Status, ShadowStatus: sv.ans.Status,
+		Truncated: e.pair.truncated,
+	}
+	for i := range e.pair.recs {
+		r := &e.pair.recs[i]
+		d := Difference{Path: string(e.pair.get(r.inst)), Kind: r.kind.String(), Line: int(r.line), Verdict: "noise"}
+		if e.judge(ep, e.fbuf[i]) {
+			d.Verdict = "different"
+		}
+		if r.hasA {
+			d.Primary = strPtr(e.pair.get(r.va))
+		}
+		if r.hasB {
+			d.Shadow = strPtr(e.pair.get(r.vb))
+		}
+		l.Differences = append(l.Differences, d)
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
+	_, _ = e.cfg.Log.Write(b)
+}
