@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,10 +42,28 @@ import (
 
 const serverAddr = "198.18.0.2:8080"
 
-type discard struct{ n atomic.Uint64 }
+// discard throws segments away; while measuring, it notes how long each
+// took from the kernel's copy to here (the lag the reader adds).
+type discard struct {
+	measure atomic.Bool
+	lags    []time.Duration // only the reader's goroutine appends, only after it the main one reads
+}
 
-func (d *discard) Segment(*reassembly.Segment, int) { d.n.Add(1) }
-func (d *discard) Flush()                           {}
+func (d *discard) Segment(seg *reassembly.Segment, _ int) {
+	if d.measure.Load() && len(d.lags) < cap(d.lags) {
+		d.lags = append(d.lags, time.Since(seg.Time))
+	}
+}
+
+func (d *discard) Flush() {}
+
+// percentile returns the p-th percentile of sorted lags.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
 
 type sample struct {
 	cpu        time.Duration
@@ -149,7 +168,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	sink := &discard{}
+	sink := &discard{lags: make([]time.Duration, 0, 1<<20)}
 	done := make(chan error, 1)
 	go func() { done <- rd.Run(sink) }()
 
@@ -179,7 +198,9 @@ func run() error {
 		return err
 	}
 	st0, k0 := rd.Stats(), counters(tee)
+	sink.measure.Store(true)
 	time.Sleep(*dur)
+	sink.measure.Store(false)
 	after, err := take()
 	if err != nil {
 		return err
@@ -189,6 +210,7 @@ func run() error {
 	if err := <-done; err != nil {
 		return err
 	}
+	slices.Sort(sink.lags)
 
 	secs := after.at.Sub(before.at).Seconds()
 	cpu := after.cpu - before.cpu
@@ -206,6 +228,10 @@ func run() error {
 		after.mainCtx-before.mainCtx, float64(after.mainCtx-before.mainCtx)/secs)
 	fmt.Printf("context switches (/proc/self/task/*/status, live threads) %d = %.1f/s\n",
 		after.threadsCtx-before.threadsCtx, float64(after.threadsCtx-before.threadsCtx)/secs)
+	if len(sink.lags) > 0 {
+		fmt.Printf("lag from the kernel's copy to the sink: p50 %v, p99 %v, max %v\n",
+			percentile(sink.lags, 0.5), percentile(sink.lags, 0.99), sink.lags[len(sink.lags)-1])
+	}
 	fmt.Printf("reader in the window: polls %d, sleeps %d, wake-ups %d; kernel forced wake-ups %d; blocking %v\n",
 		st1.Polls-st0.Polls, st1.Sleeps-st0.Sleeps, st1.Wakeups-st0.Wakeups, k1.Wakeups-k0.Wakeups, rd.Blocking())
 	return nil
