@@ -73,7 +73,9 @@ type Config struct {
 	// receiver calls Release). It is called when the request is whole, or
 	// earlier as a streaming request (Request.Stream() != nil) whose body
 	// the Conn goes on writing, ends with the trailers, or aborts with
-	// ErrReset, ErrRefused, ErrGap or ErrEnded. Nil drops the requests.
+	// ErrReset, ErrRefused, ErrGap, ErrEnded or ErrProtocol (and a reader
+	// too slow for StreamBuffer gets httpmsg.ErrStreamOverflow). Nil drops
+	// the requests.
 	Emit func(r httpmsg.Request, tag any)
 	// Drop, when not nil, is told of every kept request that will not be
 	// emitted after all, with its tag and the reason, so that a consumer

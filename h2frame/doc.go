@@ -23,7 +23,9 @@
 //   - Never blocks: no call waits for anything; BodyStream writes are
 //     bounded by its limit and abort instead of waiting.
 //   - Bounded memory: per connection, at most one frame's bytes (or a
-//     search window) are held between calls, the HPACK tables are capped
+//     64 KiB search window) are held between calls, and an idle
+//     connection holds only its Conn and HPACK tables (about 1.5 KB in
+//     TestIdleConnMemory); the HPACK tables are capped
 //     (Config.MaxTableSize), header blocks (twice MaxHeaderListSize),
 //     streams (MaxStreams), held bodies (HoldBody, MaxBodyBytes), streamed
 //     bodies (StreamBuffer) and kept answers (AnswerBodyCap) too. Nothing is

@@ -294,10 +294,23 @@ func (w scratchWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// maxKeptScratch bounds the Huffman scratch a decoder keeps between
+// blocks, so that one huge field does not stay pinned by an idle
+// connection.
+const maxKeptScratch = 4 << 10
+
 // decode reads one whole header block, giving its fields to s (nil: keep
 // the table only). On error the block is unreadable and the table is
 // unreliable: the caller loses it.
 func (d *decoder) decode(p []byte, s fieldSink) error {
+	err := d.block(p, s)
+	if cap(d.scratch) > maxKeptScratch {
+		d.scratch = nil
+	}
+	return err
+}
+
+func (d *decoder) block(p []byte, s fieldSink) error {
 	d.scratch = d.scratch[:0]
 	first := true
 	for len(p) > 0 {
