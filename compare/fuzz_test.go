@@ -3,14 +3,17 @@ package compare
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 )
 
 // FuzzJSONDiff checks the lock-step walk against encoding/json: it never
 // panics; a document equals itself; the walk accepts every pair of valid
-// documents and finds as many differences either way round; and when it
-// finds none, encoding/json decodes both to the same value.
+// documents and finds as many differences either way round; when it finds
+// none, encoding/json decodes both to the same value; and the shortcuts
+// over bytes both documents share find what a walk token by token finds.
 func FuzzJSONDiff(f *testing.F) {
 	for _, p := range [][2]string{
 		{`{"a":1,"b":[1,2,3]}`, `{"b":[1,2,3],"a":1.0}`},
@@ -32,6 +35,14 @@ func FuzzJSONDiff(f *testing.F) {
 		// Partial mode must not panic either.
 		out.reset(true)
 		j.diff(a, b[:len(b)/2], true, "body", &out)
+
+		if okAB {
+			fast := recordLines(a, b, false)
+			slow := recordLines(a, b, true)
+			if slow != nil && !slices.Equal(fast, slow) {
+				t.Fatalf("%q %q:\nwith runs %q\ntoken by token %q", a, b, fast, slow)
+			}
+		}
 
 		out.reset(true)
 		if okAA := j.diff(a, a, false, "body", &out); len(out.recs) != 0 {
@@ -58,6 +69,22 @@ func FuzzJSONDiff(f *testing.F) {
 			t.Fatalf("accepted one way only: %q %q", a, b)
 		}
 	})
+}
+
+// recordLines returns the differences of a walk, sorted, or nil when it
+// refuses the documents.
+func recordLines(a, b []byte, slow bool) []string {
+	j := jsonDiff{slow: slow}
+	out := pairBuf{values: true}
+	if !j.diff(a, b, false, "body", &out) {
+		return nil
+	}
+	lines := []string{}
+	for _, r := range out.recs {
+		lines = append(lines, fmt.Sprintf("%s %s %s %v %q %v %q", r.kind, out.get(r.tmpl), out.get(r.inst), r.hasA, out.get(r.va), r.hasB, out.get(r.vb)))
+	}
+	slices.Sort(lines)
+	return lines
 }
 
 func depth(b []byte) int {

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -217,6 +218,102 @@ func TestMismatch(t *testing.T) {
 		if i < len(b) {
 			if got := mismatchBack(a, b); got != len(a)-1-i {
 				t.Errorf("mismatchBack at %d: got %d", i, got)
+			}
+		}
+	}
+}
+
+// genPair makes two catalog documents that differ in a few random ways:
+// values changed, items dropped or added, members reordered or added,
+// lengths shifted, white space moved.
+func genPair(r *rand.Rand) (string, string) {
+	var a, b strings.Builder
+	n := r.IntN(30)
+	id := func(w *strings.Builder, long bool) {
+		if long {
+			w.WriteString(`"0b6c3ad4-5d7e-4a51-9b8e-5e1b2d3c4f5a-long"`)
+		} else {
+			w.WriteString(`"0b6c3ad4-5d7e-4a51-9b8e-5e1b2d3c4f5a"`)
+		}
+	}
+	a.WriteString(`{"request_id":`)
+	id(&a, false)
+	b.WriteString(`{"request_id":`)
+	id(&b, r.IntN(4) == 0)
+	a.WriteString(`,"items":[`)
+	b.WriteString(`,"items":[`)
+	first := [2]bool{true, true}
+	item := func(w *strings.Builder, k int, i int, mut int) {
+		if !first[k] {
+			w.WriteString(",")
+			if mut == 7 {
+				w.WriteString("\n  ")
+			}
+		}
+		first[k] = false
+		price := fmt.Sprintf("%d.%02d", 10+i%50, i%100)
+		name := fmt.Sprintf("item %d", i)
+		members := []string{
+			fmt.Sprintf(`"id":%d`, i),
+			`"name":"` + name + `"`,
+			`"price":` + price,
+			`"tags":["a","b"]`,
+			`"ok":true`,
+		}
+		switch mut {
+		case 1:
+			members[2] = `"price":99.5`
+		case 2:
+			members[1] = `"name":"` + name + ` renamed"`
+		case 3:
+			members[0], members[3] = members[3], members[0]
+		case 4:
+			members = append(members, `"extra":{"x":1}`)
+		case 5:
+			members[3] = `"tags":["a","b","c"]`
+		case 6:
+			members[2] = `"price":"` + price + `"`
+		case 8:
+			members[2] = `"price":` + price + `0`
+		}
+		w.WriteString("{" + strings.Join(members, ",") + "}")
+	}
+	for i := range n {
+		item(&a, 0, i, 0)
+		switch m := r.IntN(20); {
+		case m == 0: // dropped
+		case m == 1: // one more after it
+			item(&b, 1, i, 0)
+			item(&b, 1, 1000+i, 0)
+		case m < 10:
+			item(&b, 1, i, m)
+		default:
+			item(&b, 1, i, 0)
+		}
+	}
+	a.WriteString(`],"total":` + fmt.Sprint(n) + `}`)
+	b.WriteString(`],"total":` + fmt.Sprint(n))
+	if r.IntN(3) == 0 {
+		b.WriteString(`,"served_at":"now"`)
+	}
+	b.WriteString(`}`)
+	return a.String(), b.String()
+}
+
+// TestRunsMatchTokenWalk checks the shortcuts taken over bytes that both
+// documents share against a walk token by token, on generated pairs.
+func TestRunsMatchTokenWalk(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 3000 {
+		a, b := genPair(r)
+		for _, p := range [][2]string{{a, b}, {b, a}} {
+			fast := recordLines([]byte(p[0]), []byte(p[1]), false)
+			slow := recordLines([]byte(p[0]), []byte(p[1]), true)
+			if fast == nil || slow == nil {
+				t.Fatalf("pair %d refused:\n%s\n%s", i, p[0], p[1])
+			}
+			if !slices.Equal(fast, slow) {
+				t.Fatalf("pair %d:\n%s\n%s\nwith runs:\n  %s\ntoken by token:\n  %s", i, p[0], p[1], strings.Join(fast, "\n  "), strings.Join(slow, "\n  "))
 			}
 		}
 	}

@@ -106,6 +106,9 @@ func (c *noiseCache) put(k *cacheKey, hk uint64, at time.Time, v *view) {
 		e.v.body = e.buf
 	}
 	e.size = int64(len(e.v.body)) + entryOverhead + int64(len(k.path)+len(k.authority))
+	if e.buf != nil && v.err == nil && v.enc != nil {
+		e.size += int64(len(v.ans.Body)) // the coded body stays too
+	}
 	for _, f := range v.ans.Header {
 		e.size += int64(len(f.Name) + len(f.Value) + 32)
 	}
