@@ -73,7 +73,9 @@ type Config struct {
 	MaxRules int
 
 	// Log, when set, gets one JSON line per pair judged different,
-	// redacted (--compare-log).
+	// redacted (--compare-log). It is written on the engine's goroutine:
+	// a slow writer slows comparing (and fills Submit's queue), never the
+	// capture.
 	Log io.Writer
 	// Now is the clock for exchanges without Time and for the report
 	// (default time.Now).

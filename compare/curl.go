@@ -98,7 +98,7 @@ func curlLine(shadowURL string, ex *Exchange, red *redactor, body string, bodyOK
 		b.WriteString(" -X ")
 		b.WriteString(shellQuote(ex.Method))
 	}
-	target := ex.Path
+	target := originForm(ex.Path)
 	if !strings.HasPrefix(target, "/") {
 		target = "/" + target
 	}

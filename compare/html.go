@@ -92,6 +92,9 @@ func writePage(w io.Writer, data []byte) error {
 // WriteHTML writes a static report: the page of /compare with r inline, one
 // file that needs nothing else.
 func WriteHTML(w io.Writer, r *Report) error {
+	if r == nil {
+		r = &Report{Endpoints: []EndpointReport{}}
+	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err

@@ -154,8 +154,30 @@ func (n *segNode) size() int {
 	return s
 }
 
+// originForm returns the path and query of a request target: an
+// absolute-form target (http://host/path?q) loses its scheme and authority.
+func originForm(target string) string {
+	if len(target) == 0 || target[0] == '/' {
+		return target
+	}
+	for _, scheme := range [...]string{"http://", "https://"} {
+		if len(target) >= len(scheme) && strings.EqualFold(target[:len(scheme)], scheme) {
+			rest := target[len(scheme):]
+			if i := strings.IndexAny(rest, "/?"); i >= 0 {
+				if rest[i] == '?' {
+					return "/" + rest[i:]
+				}
+				return rest[i:]
+			}
+			return "/"
+		}
+	}
+	return target
+}
+
 // pathOnly returns the path of a request target without query.
 func pathOnly(target string) string {
+	target = originForm(target)
 	for i := 0; i < len(target); i++ {
 		if c := target[i]; c == '?' || c == '#' {
 			return target[:i]

@@ -46,10 +46,10 @@ func TestTemplates(t *testing.T) {
 		"GET /users/42", "GET /users/43?expand=1", "GET /users/550e8400-e29b-41d4-a716-446655440000/orders",
 		"GET /users/7/orders", "DELETE /users/9", "GET /blobs/da39a3ee5e6b4b0d3255bfef95601890afd80709",
 		"GET /blobs/5f1d7a3b9c0e", "GET /t/2Xj7Kd9QpLm3Nz8Rt5Vw", "GET /users/me", "GET /", "OPTIONS *",
-		"GET /users/", "GET /a//b")
+		"GET /users/", "GET /a//b", "GET http://api.example:8080/users/44?x=1", "GET https://h?q")
 	want := []string{
-		"DELETE /users/{id} 1", "GET / 1", "GET /a//b 1", "GET /blobs/{id} 2", "GET /t/{id} 1",
-		"GET /users/ 1", "GET /users/me 1", "GET /users/{id} 2", "GET /users/{id}/orders 2", "OPTIONS * 1",
+		"DELETE /users/{id} 1", "GET / 2", "GET /a//b 1", "GET /blobs/{id} 2", "GET /t/{id} 1",
+		"GET /users/ 1", "GET /users/me 1", "GET /users/{id} 3", "GET /users/{id}/orders 2", "OPTIONS * 1",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)
