@@ -1,15 +1,20 @@
 package shadow
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
-	"runtime"
-	"strconv"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
 // benchRequest is a browser-sized GET with an existing X-Forwarded-For and
@@ -26,14 +31,46 @@ const benchRequest = "GET /api/v1/products/12345?currency=EUR&lang=en HTTP/1.1\r
 	"Cookie: session=8f14e45fceea167a5a36dedd4bea2543; theme=dark\r\n" +
 	"\r\n"
 
-func BenchmarkAppendRequest(b *testing.B) {
+func BenchmarkAppendHTTP1(b *testing.B) {
 	r := parseRequest(b, benchRequest)
 	w, _ := NewRewriter(RewriteConfig{})
 	buf := make([]byte, 0, 4096)
 	b.SetBytes(int64(len(r.Raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = w.AppendRequest(buf[:0], r)
+		buf = w.AppendHTTP1(buf[:0], r)
+	}
+}
+
+func benchFake() *fakeReq {
+	return newFake("GET", "shop.example.com:8080", "/api/v1/products/12345?currency=EUR&lang=en",
+		[2]string{"user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
+		[2]string{"accept", "application/json, text/plain, */*"},
+		[2]string{"x-request-id", "0ae53bc3-2644-44f2-8603-158d2ccf9f78"},
+		[2]string{"x-forwarded-for", "203.0.113.7"},
+		[2]string{"cookie", "session=8f14e45fceea167a5a36dedd4bea2543"}, [2]string{"cookie", "theme=dark"})
+}
+
+func BenchmarkEncodeHTTP1(b *testing.B) {
+	r := benchFake()
+	w, _ := NewRewriter(RewriteConfig{})
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = w.EncodeHTTP1(buf[:0], r)
+	}
+}
+
+func BenchmarkFields(b *testing.B) {
+	w, _ := NewRewriter(RewriteConfig{})
+	for name, r := range map[string]httpmsg.Request{"http1": parseRequest(b, benchRequest), "http2": benchFake()} {
+		b.Run(name, func(b *testing.B) {
+			dst := make([]httpmsg.Field, 0, 32)
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = w.Fields(dst[:0], r)
+			}
+		})
 	}
 }
 
@@ -50,10 +87,50 @@ func BenchmarkSamplerKeep(b *testing.B) {
 	}
 }
 
-// sink is a raw HTTP server for the end-to-end benchmark: it answers every
-// request head (the benchmark sends GETs without bodies) with a fixed 200,
-// batching the answers to one read into one write.
-func sink(c net.Conn) {
+// TestMain runs a benchmark shadow instead of the tests when asked to by
+// the benchmarks below, so that the shadow's CPU is not the sender's.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("SHADOWTEE_BENCH_SHADOW"); mode != "" {
+		benchShadow(mode)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// benchShadow serves on loopback until its standard input closes: "sink"
+// answers every request head at once, batching the answers to one read
+// into one write; "delay=D" answers each after D, one at a time per
+// connection (the sender does not pipeline).
+func benchShadow(mode string) {
+	var delay time.Duration
+	if d, ok := strings.CutPrefix(mode, "delay="); ok {
+		delay, _ = time.ParseDuration(d)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			sink(c, delay)
+		}()
+	}
+}
+
+// sink answers every request head (the benchmarks send GETs without
+// bodies) with a fixed 200.
+func sink(c net.Conn, delay time.Duration) {
 	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 	const end = "\r\n\r\n"
 	in := make([]byte, 64<<10)
@@ -72,6 +149,9 @@ func sink(c net.Conn) {
 				matched = 0
 			}
 			if matched == len(end) {
+				if delay > 0 {
+					time.Sleep(delay)
+				}
 				out = append(out, resp...)
 				matched = 0
 			}
@@ -87,48 +167,138 @@ func sink(c net.Conn) {
 	}
 }
 
-func BenchmarkSender(b *testing.B) {
-	for _, workers := range []int{1, 4} {
-		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
-			srv := newRawServer(b, func(c net.Conn) { sink(c); io.Copy(io.Discard, c) })
-			s, err := NewSender(SenderConfig{URL: srv.URL(), Workers: workers})
-			if err != nil {
-				b.Fatal(err)
+// startBenchShadow runs benchShadow in a child process and returns its URL.
+func startBenchShadow(b *testing.B, mode string) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHADOWTEE_BENCH_SHADOW="+mode)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	return "http://" + strings.TrimSpace(addr)
+}
+
+// usage is the CPU time and context switches of this process so far.
+type usage struct {
+	cpu      time.Duration
+	switches int64
+}
+
+func readUsage() usage {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return usage{
+		cpu:      time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		switches: ru.Nvcsw + ru.Nivcsw,
+	}
+}
+
+// benchSender sends b.N requests to a shadow, every interval (0: as fast
+// as the sender takes them, waiting for room rather than dropping), and
+// reports the sender's CPU time and context switches per request, the
+// throughput, the connections opened and the peak of requests in flight.
+func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderConfig) {
+	cfg.URL = startBenchShadow(b, mode)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if interval == 0 {
+		cfg.Wait = ctx
+	}
+	s, err := NewHTTP1(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One request per captured connection, reused: the sender only reads
+	// it, and releasing a hand-made request does nothing.
+	reqs := make([]*httpframe.Request, 256)
+	for i := range reqs {
+		reqs[i] = parseRequest(b, benchRequest)
+		reqs[i].ClientAddr = clientAddr(i)
+	}
+	// Warm up: connections, buffers, pools.
+	st := s.Stats()
+	for i := range 200 {
+		s.Send(reqs[i%len(reqs)], nil)
+	}
+	for st.Mirrored.Load()+failures(st) < st.Queued.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	opened0, mirrored0 := st.ConnectionsOpened.Load(), st.Mirrored.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	u0, start := readUsage(), time.Now()
+	next := start
+	for i := 0; i < b.N; i++ {
+		if interval > 0 {
+			next = next.Add(interval)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
 			}
-			// One request per captured connection, reused: the Sender only
-			// reads it, and releasing a hand-made request does nothing.
-			reqs := make([]*httpframe.Request, 64)
-			for i := range reqs {
-				reqs[i] = parseRequest(b, benchRequest)
-				reqs[i].ClientAddr = clientAddr(i)
-			}
-			s.Start()
-			st := s.Stats()
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				// The benchmark wants throughput, not drops: when a queue
-				// is full, yield and try again.
-				for !s.Send(reqs[i%len(reqs)]) {
-					runtime.Gosched()
-				}
-			}
-			for st.Mirrored.Load()+failures(st) < st.Queued.Load() {
-				runtime.Gosched()
-			}
-			elapsed := time.Since(start)
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-			b.ReportMetric(float64(st.Dropped[DropQueueFull].Load())/float64(b.N), "retries/op")
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := s.Close(ctx); err != nil {
-				b.Fatal(err)
-			}
-			if f := failures(st); f != 0 {
-				b.Fatalf("%d failures: %v", f, st.Snapshot())
-			}
+		}
+		if !s.Send(reqs[i%len(reqs)], nil) {
+			b.Fatalf("dropped: %v", st.Snapshot())
+		}
+	}
+	for st.Mirrored.Load()+failures(st) < st.Queued.Load() {
+		time.Sleep(100 * time.Microsecond)
+	}
+	elapsed, u1 := time.Since(start), readUsage()
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(u1.cpu-u0.cpu)/n/1000, "cpu-µs/op")
+	b.ReportMetric(float64(u1.switches-u0.switches)/n, "switches/op")
+	b.ReportMetric(n/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(st.ConnectionsOpened.Load()-opened0), "conns-opened")
+	b.ReportMetric(float64(st.PeakInFlight.Load()), "peak-in-flight")
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer closeCancel()
+	if err := s.Close(closeCtx); err != nil {
+		b.Fatal(err)
+	}
+	if f := failures(st); f != 0 || st.Mirrored.Load()-mirrored0 != uint64(b.N) {
+		b.Fatalf("%d failures: %v", f, st.Snapshot())
+	}
+}
+
+// BenchmarkSenderSink: a fast shadow, as fast as the sender goes.
+func BenchmarkSenderSink(b *testing.B) {
+	benchSender(b, "sink", 0, SenderConfig{})
+}
+
+// BenchmarkSenderDelay20ms: a shadow answering after 20ms, as fast as the
+// sender goes: up to MaxRequests in flight.
+func BenchmarkSenderDelay20ms(b *testing.B) {
+	benchSender(b, "delay=20ms", 0, SenderConfig{})
+}
+
+// BenchmarkSenderPaced is the live case: 1,000 requests a second, to a
+// fast shadow and to one answering after 20ms and 200ms.
+func BenchmarkSenderPaced(b *testing.B) {
+	for _, mode := range []string{"sink", "delay=20ms", "delay=200ms"} {
+		b.Run(mode, func(b *testing.B) {
+			benchSender(b, mode, time.Millisecond, SenderConfig{})
 		})
 	}
+}
+
+// BenchmarkSenderPipelined: the old shape, four connections with requests
+// pipelined on each, against the 20ms shadow, for comparison.
+func BenchmarkSenderPipelined(b *testing.B) {
+	benchSender(b, "delay=20ms", 0, SenderConfig{MaxConnections: 4, Pipeline: 64})
 }

@@ -2,577 +2,587 @@ package shadow
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
-	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
+
+// h1conn is one connection to the shadow. Its reader goroutine (run) dials
+// it, then keeps a read pending on it for its whole life: the read returns
+// when an answer starts, when the shadow closes the connection, or when the
+// deadline passes, which is the request's Timeout while a request is on it
+// and IdleTimeout while none is. The reader matches answers to requests in
+// order, ends them, and gives the connection the next pending request.
+//
+// Requests are written by whoever assigns them when the connection is
+// idle and they are small (writeDirect), or else by a writer goroutine that
+// lives while there is something to write (writeLoop). Only one writes at a
+// time (writing).
+type h1conn struct {
+	s    *HTTP1Sender
+	nc   net.Conn // the connection to the shadow: TCP, or TLS over it
+	raw  net.Conn // the TCP connection, closed to end nc without waiting
+	br   *bufio.Reader
+	sc   httpsyntax.ChunkedScanner
+	wbuf []byte    // the writer's, reused
+	work work      // the reader's, reused
+	redo []*record // the reader's, reused: requests to put back in line
+	// ctx ends when the connection does: it stops a writer that waits for
+	// a streaming body.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Guarded by s.mu.
+	ring      []*record // requests on the connection, in write order
+	nwritten  int       // ring[:nwritten] have been handed to a writer
+	writing   bool      // a writer owns the write side
+	waiting   bool      // the reader waits on cond for a write to end
+	cond      sync.Cond
+	dead      bool // takes no more requests
+	shut      bool // closed by Close: what it carries fails with FailShutdown
+	causeSet  bool
+	cause     CloseCause
+	idleIdx   int // in s.idle, -1 when not idle
+	openIdx   int // in s.conns, -1 when not open
+	answered  int // complete answers read
+	idleUntil time.Time
+	gauge     connGauge
+}
+
+// connGauge is the gauge an open connection counts in.
+type connGauge uint8
 
 const (
-	// maxBatchRequests and maxBatchBytes bound one write: enough to turn a
-	// burst into one syscall, small enough that the first request of a batch
-	// is not held back long.
-	maxBatchRequests = 64
-	maxBatchBytes    = 64 << 10
-	// maxKeptWriteBuffer is the largest write buffer a worker keeps between
-	// batches; a larger one (a request with a big body) goes back to the GC.
-	maxKeptWriteBuffer = 1 << 20
-
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	gaugeNone connGauge = iota
+	gaugeIdle
+	gaugeBusy
 )
 
-// item is a request the Sender holds, with what it needs to account for it.
-type item struct {
-	req  *httpframe.Request
-	size int64     // bytes charged to the byte budget
-	enq  time.Time // when Send queued it
-}
-
-// record is a written request awaiting its response.
-type record struct {
-	item
-	written time.Time
-	head    bool // HEAD: the response has no body whatever it says
-}
-
-// worker owns one queue and, at a time, one connection to the shadow. The
-// worker goroutine is the only writer of the connection; the connection's
-// reader goroutine is the only reader. They share the ring of records in
-// flight, in write order, under mu.
-type worker struct {
-	s     *Sender
-	queue chan item
-
-	// Owned by the worker goroutine.
-	pending []item // taken from the queue or requeued, not yet written, oldest first
-	spare   []item // scratch for putting items back in front of pending
-	batch   []item
-	wbuf    []byte
-	br      *bufio.Reader // reused by every connection's reader, one at a time
-	backoff time.Duration
-	retryAt time.Time
-
-	mu    sync.Mutex
-	cond  sync.Cond // signalled when a record leaves the ring or the connection dies
-	ring  []record  // fixed size MaxInFlight
-	rhead int
-	rlen  int
-
-	// connMu lets Close reach the current connection; only the worker
-	// goroutine changes cur.
-	connMu  sync.Mutex
-	cur     *conn
-	aborted bool
-}
-
-func newWorker(s *Sender, queue, inFlight int) *worker {
-	w := &worker{
-		s:     s,
-		queue: make(chan item, queue),
-		batch: make([]item, 0, maxBatchRequests),
-		br:    bufio.NewReaderSize(nil, readBufferSize),
-		ring:  make([]record, inFlight),
+func (c *h1conn) setGauge(g connGauge) {
+	st := c.s.stats
+	switch c.gauge {
+	case gaugeIdle:
+		st.ConnectionsIdle.Add(-1)
+	case gaugeBusy:
+		st.ConnectionsBusy.Add(-1)
 	}
-	w.cond.L = &w.mu
-	return w
-}
-
-// conn is one connection to the shadow and the state its two goroutines
-// agree on. The fields after done are guarded by worker.mu.
-type conn struct {
-	w    *worker
-	nc   net.Conn
-	done chan struct{} // closed when the reader goroutine has let go of the ring
-
-	// dead means no record may be added any more. Records still in the ring
-	// once the reader has finished were written after the response that
-	// ended the connection, so the server never read them: they are
-	// requeued. (When the connection fails, the reader fails them instead.)
-	dead     bool
-	failed   bool // ended by an error while requests were in flight
-	answered bool // at least one complete response was read
-	// ext is set when the worker or Close closed the connection: extReason
-	// then applies to every record in flight.
-	ext       bool
-	extReason FailReason
-}
-
-func (c *conn) isDone() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
+	switch g {
+	case gaugeIdle:
+		st.ConnectionsIdle.Add(1)
+	case gaugeBusy:
+		st.ConnectionsBusy.Add(1)
 	}
+	c.gauge = g
 }
 
-// run is the worker goroutine.
-func (w *worker) run() {
-	defer w.s.wg.Done()
-	draining := false
+var (
+	errUnsolicited   = errors.New("shadow sent data with no request outstanding")
+	errStreamAborted = errors.New("request body stream ended early")
+)
+
+// run is the connection's reader goroutine: it dials, then reads.
+func (c *h1conn) run() {
+	s := c.s
+	defer s.wg.Done()
+	defer c.cancel()
+	nc, raw, reason, err := s.ep.connect(c.ctx, s.set.timeout)
+	if err != nil {
+		s.dialFailed(reason)
+		return
+	}
+	c.nc, c.raw = nc, raw
+	now := time.Now()
+	s.mu.Lock()
+	s.connecting--
+	s.stats.ConnectionsConnecting.Add(-1)
+	s.stats.ConnectionsOpened.Add(1)
+	if s.aborting || (s.closed && s.pending.len() == 0) {
+		s.mu.Unlock()
+		raw.Close()
+		s.stats.ConnectionsClosed[CloseShutdown].Add(1)
+		return
+	}
+	s.bo.succeeded()
+	c.openIdx = len(s.conns)
+	s.conns = append(s.conns, c)
+	s.stats.ConnectionsOpen.Add(1)
+	c.setGauge(gaugeIdle)
+	c.br = bufio.NewReaderSize(nc, readBufferSize)
+	s.freeLocked(c, now, &c.work)
+	s.mu.Unlock()
+	s.flush(&c.work)
+	c.readLoop()
+}
+
+func (c *h1conn) readLoop() {
+	s := c.s
 	for {
-		if c := w.cur; c != nil && c.isDone() {
-			w.reap(c)
-			continue
-		}
-		if w.s.aborting() {
-			w.abortAll()
+		_, err := c.br.Peek(1)
+		start := time.Now()
+		s.mu.Lock()
+		if err != nil {
+			if isTimeout(err) && !c.dead {
+				if d, stale := c.staleLocked(start); stale {
+					s.mu.Unlock()
+					c.nc.SetReadDeadline(d)
+					continue
+				}
+			}
+			c.failLocked(err, start, true)
 			return
 		}
-		if len(w.pending) == 0 {
-			if !w.waitWork(&draining) {
-				return
+		if c.nwritten == 0 {
+			// An answer to nothing: a server's 408 on an idle
+			// connection, or garbage. Either way the connection is done.
+			if !c.causeSet {
+				c.causeSet, c.cause = true, CloseError
+				if is408(c.br) {
+					c.cause = CloseShadowClosed
+				}
+			}
+			c.failLocked(errUnsolicited, start, true)
+			return
+		}
+		rec := c.ring[0]
+		s.mu.Unlock()
+
+		var cp *capture
+		if s.l.answer != nil {
+			cp = &capture{max: s.set.answerCap}
+		}
+		res, err := readResponse(c.br, rec.head, &c.sc, cp)
+		end := time.Now()
+		s.mu.Lock()
+		if err != nil {
+			c.failLocked(err, end, false)
+			return
+		}
+		// The shadow may answer before the request is written whole; the
+		// request is ended only once its writer is done with it.
+		for !rec.wdone {
+			c.waiting = true
+			c.cond.Wait()
+		}
+		c.waiting = false
+		c.popLocked()
+		c.answered++
+		o := outcome{ok: true, status: res.status, end: end}
+		if cp != nil {
+			o.answer = cp.answer(res)
+			o.answer.Start, o.answer.End = start, end
+		}
+		switch {
+		case rec.werr != nil:
+			c.dead = true // its writer closes it
+		case res.close:
+			c.dead = true
+			if !c.causeSet {
+				c.causeSet, c.cause = true, CloseConnectionClose
+			}
+		}
+		if c.dead {
+			s.endLocked(rec, o, end, &c.work)
+			// Nothing of the next answers has arrived.
+			c.failLocked(nil, end, true)
+			return
+		}
+		var dl time.Time
+		if len(c.ring) > 0 {
+			// Pipelined: the next request is first in line from now on,
+			// and is not blamed for the time it waited behind this one.
+			h := c.ring[0]
+			if d := end.Add(s.set.timeout); d.After(h.deadline) {
+				h.deadline = d
+			}
+			dl = h.deadline
+		}
+		// Free the connection first: the request's Ordered successor,
+		// dispatched when it ends, may take it.
+		s.freeLocked(c, end, &c.work)
+		s.endLocked(rec, o, end, &c.work)
+		s.mu.Unlock()
+		if !dl.IsZero() {
+			c.nc.SetReadDeadline(dl)
+		}
+		s.flush(&c.work)
+	}
+}
+
+// staleLocked tells a deadline that passed for nothing (the connection was
+// given a request, or became idle, after the read began) from a real one,
+// and returns the deadline that holds.
+func (c *h1conn) staleLocked(now time.Time) (time.Time, bool) {
+	if len(c.ring) == 0 {
+		if now.Before(c.idleUntil) {
+			return c.idleUntil, true
+		}
+		c.causeSet, c.cause = true, CloseIdleTimeout
+		return time.Time{}, false
+	}
+	if d := c.ring[0].deadline; now.Before(d) {
+		return d, true
+	}
+	return time.Time{}, false
+}
+
+// popLocked takes the first request off the connection.
+func (c *h1conn) popLocked() {
+	s := c.s
+	c.ring[0] = nil
+	c.ring = c.ring[:copy(c.ring, c.ring[1:])]
+	c.nwritten--
+	s.inFlight--
+	s.stats.addInFlight(-1)
+	if len(c.ring) == 0 {
+		c.setGauge(gaugeIdle)
+	}
+}
+
+// shutLocked makes Close close c: what it carries fails with FailShutdown.
+func (c *h1conn) shutLocked(w *work) {
+	if c.shut {
+		return
+	}
+	c.shut = true
+	c.s.removeIdleLocked(c)
+	if !c.causeSet {
+		c.causeSet, c.cause = true, CloseShutdown
+	}
+	c.dead = true
+	w.closes = append(w.closes, c)
+}
+
+// failLocked ends the connection after err (nil when an answer ended it),
+// with s.mu held, and releases it: it closes the connection, waits for its
+// writer, then disposes of every request on it, in order:
+//
+//   - never written, or written after an answer that closed the connection
+//     (the shadow does not process them): put back in line (Requeued);
+//   - where net/http's Transport would retry (shouldRetryRequest): the
+//     connection had answered before, no byte of this answer arrived, and
+//     the request is idempotent or none of it was written; once per
+//     request (Retried);
+//   - otherwise failed: the first by err (or FailWrite when its write
+//     failed), those behind it FailAborted; all FailShutdown after Close.
+func (c *h1conn) failLocked(err error, now time.Time, noByte bool) {
+	s := c.s
+	c.dead = true
+	s.removeIdleLocked(c)
+	if !c.causeSet {
+		c.causeSet, c.cause = true, closeCauseOf(err, len(c.ring) > 0, noByte)
+	}
+	s.mu.Unlock()
+	c.raw.Close()
+	c.cancel()
+	s.mu.Lock()
+	for c.writing {
+		c.waiting = true
+		c.cond.Wait()
+	}
+	c.waiting = false
+
+	w := &c.work
+	timeout := isTimeout(err)
+	reason := failReasonOf(err)
+	redo := c.redo[:0]
+	for i, rec := range c.ring {
+		c.ring[i] = nil
+		s.inFlight--
+		s.stats.addInFlight(-1)
+		first := i == 0
+		switch {
+		case c.shut:
+			s.endLocked(rec, outcome{fail: FailShutdown}, now, w)
+		case !now.Before(rec.deadline) || (first && timeout):
+			s.endLocked(rec, outcome{fail: FailTimeout}, now, w)
+		case i >= c.nwritten || c.cause == CloseConnectionClose:
+			s.stats.Requeued.Add(1)
+			redo = append(redo, rec)
+		case !rec.retried && rec.reused && (noByte || !first) &&
+			(rec.replayable || (rec.werr != nil && rec.wrote == 0)):
+			rec.retried = true
+			s.stats.Retried.Add(1)
+			redo = append(redo, rec)
+		case rec.werr != nil && errors.Is(rec.werr, errStreamAborted):
+			s.endLocked(rec, outcome{fail: FailAborted}, now, w)
+		case rec.werr != nil:
+			s.endLocked(rec, outcome{fail: FailWrite}, now, w)
+		case first:
+			s.endLocked(rec, outcome{fail: reason}, now, w)
+		default:
+			s.endLocked(rec, outcome{fail: FailAborted}, now, w)
+		}
+	}
+	c.ring, c.nwritten = c.ring[:0], 0
+
+	// Forget the connection.
+	if i := c.openIdx; i >= 0 {
+		last := len(s.conns) - 1
+		s.conns[i] = s.conns[last]
+		s.conns[i].openIdx = i
+		s.conns[last] = nil
+		s.conns = s.conns[:last]
+		c.openIdx = -1
+		s.stats.ConnectionsOpen.Add(-1)
+	}
+	c.setGauge(gaugeNone)
+	s.stats.ConnectionsClosed[c.cause].Add(1)
+	s.redispatchLocked(redo, now, w)
+	clear(redo)
+	c.redo = redo[:0]
+	s.maybeDialLocked(now)
+	s.mu.Unlock()
+	s.flush(w)
+}
+
+// redispatchLocked puts requests whose connection failed back in line, in
+// their order and ahead of the new ones: on free connections, or at the
+// front of the pending line.
+func (s *HTTP1Sender) redispatchLocked(recs []*record, now time.Time, w *work) {
+	for i, rec := range recs {
+		rec.wdone, rec.wrote, rec.werr, rec.reused = false, 0, nil, false
+		if s.aborting {
+			s.endLocked(rec, outcome{fail: FailShutdown}, now, w)
+			continue
+		}
+		if c := s.pickLocked(); c != nil {
+			if s.assignLocked(c, rec) {
+				w.writes = append(w.writes, pendingWrite{c, rec})
 			}
 			continue
 		}
-		w.writeBatch()
+		rest := recs[i:]
+		if len(s.conns) == 0 && s.connecting == 0 && s.bo.active(now) {
+			for _, r := range rest {
+				s.endLocked(r, outcome{fail: FailBackoff}, now, w)
+			}
+			return
+		}
+		for j := len(rest) - 1; j >= 0; j-- {
+			r := rest[j]
+			r.wdone, r.wrote, r.werr, r.reused = false, 0, nil, false
+			s.pending.pushFront(r)
+			s.addWaiting(1)
+			s.armLocked(r.deadline, now)
+		}
+		s.maybeDialLocked(now)
+		return
 	}
 }
 
-// waitWork waits for a request, for the connection to end, or for Close. It
-// returns false when the worker has drained everything and may exit.
-func (w *worker) waitWork(draining *bool) bool {
-	var connDone <-chan struct{}
-	if w.cur != nil {
-		connDone = w.cur.done
-	}
-	if !*draining {
-		select {
-		case it := <-w.queue:
-			w.pending = append(w.pending, it)
-		case <-connDone:
-		case <-w.s.stop:
-			*draining = true
-		case <-w.s.abortCtx.Done():
+// writeDirect writes rec, which was just put on the idle c, from the
+// calling goroutine: a small request into an empty socket buffer does not
+// wait. rec is first in line on c from the start, so its deadline does not
+// move.
+func (c *h1conn) writeDirect(rec *record) {
+	// One call sets both deadlines: the answer's, and the write's (which
+	// bounds a write that would wait after all).
+	c.nc.SetDeadline(rec.deadline)
+	buf := c.encode(c.wbuf[:0], rec)
+	rec.written = time.Now()
+	c.s.stats.QueueDelay.Observe(rec.written.Sub(rec.sent))
+	n, err := c.nc.Write(buf)
+	c.keepBuffer(buf)
+	c.wrote(rec, int64(n), err, false)
+}
+
+// writeLoop is a writer goroutine: it writes c's requests in order until
+// none is left to write.
+func (c *h1conn) writeLoop() {
+	s := c.s
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if c.dead || c.nwritten >= len(c.ring) {
+			c.writing = false
+			if c.waiting {
+				c.cond.Broadcast()
+			}
+			s.mu.Unlock()
+			return
 		}
-		return true
+		rec := c.ring[c.nwritten]
+		c.nwritten++
+		head := c.nwritten == 1
+		deadline := rec.deadline // the reader may move it once rec is first in line
+		s.mu.Unlock()
+		if head {
+			c.nc.SetReadDeadline(deadline)
+		}
+		c.nc.SetWriteDeadline(deadline)
+		rec.written = time.Now()
+		s.stats.QueueDelay.Observe(rec.written.Sub(rec.sent))
+		n, err := c.writeRecord(rec, deadline)
+		if !c.wrote(rec, n, err, true) {
+			return
+		}
 	}
-	select {
-	case it := <-w.queue:
-		w.pending = append(w.pending, it)
-		return true
-	default:
+}
+
+// wrote records the end of rec's write. A failed write kills the
+// connection: it is closed, which wakes the reader to dispose of what it
+// carried. It reports whether a writer goroutine may go on. A direct
+// writer that finds more to write starts the writer goroutine for it.
+func (c *h1conn) wrote(rec *record, n int64, err error, loop bool) bool {
+	s := c.s
+	s.mu.Lock()
+	rec.wdone, rec.wrote, rec.werr = true, n, err
+	more := err == nil && c.nwritten < len(c.ring) && !c.dead
+	if err == nil {
+		s.stats.Sent.Add(1)
+	} else {
+		c.dead = true
+		s.removeIdleLocked(c)
+		if !c.causeSet {
+			c.causeSet, c.cause = true, CloseError
+		}
 	}
-	// Nothing queued or pending: wait for the answers in flight, then close.
-	c := w.cur
-	if c == nil {
+	if !loop && more {
+		s.wg.Add(1)
+		go c.writeLoop()
+	} else if !loop || err != nil {
+		c.writing = false
+	}
+	if c.waiting {
+		c.cond.Broadcast()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		c.raw.Close()
 		return false
 	}
-	w.mu.Lock()
-	for w.rlen > 0 && !c.dead {
-		w.cond.Wait()
-	}
-	idle := !c.dead
-	if idle {
-		c.ext, c.extReason = true, FailShutdown
-	}
-	w.mu.Unlock()
-	if !idle {
-		return true // the connection ended; run reaps it and goes on
-	}
-	c.nc.Close()
-	w.reap(c)
-	return false
+	return true
 }
 
-// writeBatch writes as many pending and queued requests as the pipeline has
-// room for, in one write.
-func (w *worker) writeBatch() {
-	s := w.s
-	c := w.cur
-	if c == nil {
-		if time.Now().Before(w.retryAt) {
-			// Fail fast while backing off: waiting would only fill the queue.
-			w.failPending(FailBackoff)
-			return
-		}
-		var reason FailReason
-		if c, reason = w.dial(); c == nil {
-			w.failPending(reason)
-			return
-		}
+// encode appends rec whole as the shadow gets it.
+func (c *h1conn) encode(dst []byte, rec *record) []byte {
+	if rec.h1 != nil {
+		return c.s.rw.AppendHTTP1(dst, rec.h1)
 	}
+	return c.s.rw.EncodeHTTP1(dst, rec.req)
+}
 
-	w.mu.Lock()
-	if w.rlen == len(w.ring) {
-		// The pipeline is full: wait until half of it has been answered, so
-		// that the next write carries a batch rather than one request per
-		// response. The other half keeps the server busy meanwhile.
-		for w.rlen > len(w.ring)/2 && !c.dead {
-			w.cond.Wait()
-		}
-	}
-	dead, room := c.dead, len(w.ring)-w.rlen
-	w.mu.Unlock()
-	if dead {
-		w.reap(c)
-		return
-	}
-
-	w.gather(room)
-	buf := w.wbuf[:0]
-	for i := range w.batch {
-		buf = s.rw.AppendRequest(buf, w.batch[i].req)
-	}
-	now := time.Now()
-	w.mu.Lock()
-	if c.dead {
-		w.mu.Unlock()
-		w.unget()
-		w.reap(c)
-		return
-	}
-	if w.rlen == 0 {
-		// The first request in line starts the response clock.
-		c.nc.SetReadDeadline(now.Add(s.timeout))
-	}
-	for i := range w.batch {
-		it := w.batch[i]
-		w.push(record{item: it, written: now, head: string(it.req.Bytes(it.req.MethodSpan)) == "HEAD"})
-	}
-	w.mu.Unlock()
-	// From here on the reader may complete and release the batch's requests:
-	// only the copies of the items in w.batch are used.
-	n := len(w.batch)
-	for i := range w.batch {
-		s.stats.QueueDelay.Observe(now.Sub(w.batch[i].enq))
-	}
-	clear(w.batch)
-	w.batch = w.batch[:0]
-
-	c.nc.SetWriteDeadline(now.Add(s.timeout))
-	_, err := c.nc.Write(buf)
+func (c *h1conn) keepBuffer(buf []byte) {
 	if cap(buf) <= maxKeptWriteBuffer {
-		w.wbuf = buf[:0]
+		c.wbuf = buf[:0]
 	} else {
-		w.wbuf = nil
-	}
-	if err != nil {
-		w.writeFailed(c, n)
-		return
-	}
-	s.stats.Sent.Add(uint64(n))
-}
-
-// gather moves up to room requests into w.batch: pending ones first (they
-// are older), then queued ones.
-func (w *worker) gather(room int) {
-	limit := min(room, maxBatchRequests)
-	var bytes int64
-	k := 0
-	for k < len(w.pending) && len(w.batch) < limit && bytes < maxBatchBytes {
-		w.batch = append(w.batch, w.pending[k])
-		bytes += w.pending[k].size
-		k++
-	}
-	n := copy(w.pending, w.pending[k:])
-	clear(w.pending[n:])
-	w.pending = w.pending[:n]
-	for n == 0 && len(w.batch) < limit && bytes < maxBatchBytes {
-		select {
-		case it := <-w.queue:
-			w.batch = append(w.batch, it)
-			bytes += it.size
-		default:
-			return
-		}
+		c.wbuf = nil
 	}
 }
 
-// unget puts the unwritten batch back in front of pending.
-func (w *worker) unget() {
-	w.prepend(w.batch)
-	clear(w.batch)
-	w.batch = w.batch[:0]
-}
-
-func (w *worker) prepend(items []item) {
-	w.spare = append(append(w.spare[:0], items...), w.pending...)
-	clear(w.pending)
-	w.pending, w.spare = w.spare, w.pending[:0]
-}
-
-// writeFailed handles a failed write of the last n records: those still
-// unanswered fail with reason write, the connection is closed and the
-// requests before them fail as aborted.
-func (w *worker) writeFailed(c *conn, n int) {
-	w.mu.Lock()
-	if !c.dead && !c.ext {
-		for ; n > 0 && w.rlen > 0; n-- {
-			w.fail(w.popTail().item, FailWrite)
-		}
-		c.ext, c.extReason, c.failed = true, FailAborted, true
+// writeRecord writes rec from the writer goroutine: a large captured body
+// from where it lies, a streaming one chunk by chunk as it arrives.
+func (c *h1conn) writeRecord(rec *record, deadline time.Time) (int64, error) {
+	s := c.s
+	if rec.h1 != nil && len(rec.h1.WireBody()) > directWriteMax {
+		head := s.rw.appendHTTP1Head(c.wbuf[:0], rec.h1)
+		bufs := net.Buffers{head, rec.h1.WireBody()}
+		n, err := bufs.WriteTo(c.nc)
+		c.keepBuffer(head)
+		return n, err
 	}
-	w.mu.Unlock()
-	c.nc.Close()
-	w.reap(c)
-}
-
-// reap waits for c's reader to finish, puts the records it left (requests
-// the server never read) back in front of pending, and forgets c.
-func (w *worker) reap(c *conn) {
-	<-c.done
-	w.mu.Lock()
-	left := w.spare[:0]
-	for w.rlen > 0 {
-		left = append(left, w.popHead().item)
+	buf := c.encode(c.wbuf[:0], rec)
+	m, err := c.nc.Write(buf)
+	n := int64(m)
+	c.keepBuffer(buf)
+	st := rec.req.Stream()
+	if err != nil || st == nil {
+		return n, err
 	}
-	failed, answered := c.failed, c.answered
-	w.mu.Unlock()
-	if len(left) > 0 {
-		w.s.stats.Requeued.Add(uint64(len(left)))
-		w.spare = append(left, w.pending...)
-		clear(w.pending)
-		w.pending, w.spare = w.spare, w.pending[:0]
-	}
-	w.connMu.Lock()
-	w.cur = nil
-	w.connMu.Unlock()
-	switch {
-	case answered:
-		w.backoff = 0
-	case failed:
-		w.growBackoff()
-	}
-}
-
-func (w *worker) growBackoff() {
-	w.backoff = min(max(2*w.backoff, minBackoff), maxBackoff)
-	w.retryAt = time.Now().Add(w.backoff)
-}
-
-// dial connects to the shadow and starts the connection's reader. On
-// failure it returns nil and the reason to fail the pending requests with.
-func (w *worker) dial() (*conn, FailReason) {
-	s := w.s
-	ctx, cancel := context.WithTimeout(s.abortCtx, s.timeout)
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
-	nc, err := s.dial(ctx, "tcp", s.addr)
-	if err != nil {
-		return nil, w.dialFailed(FailConnect)
-	}
-	if s.tls != nil {
-		tc := tls.Client(nc, s.tls)
-		err := tc.HandshakeContext(ctx)
-		if p := tc.ConnectionState().NegotiatedProtocol; err == nil && p != "" && p != "http/1.1" {
-			err = errors.New("shadow negotiated " + p)
-		}
-		if err != nil {
-			nc.Close()
-			return nil, w.dialFailed(FailTLS)
-		}
-		nc = tc
-	}
-	c := &conn{w: w, nc: nc, done: make(chan struct{})}
-	w.connMu.Lock()
-	if w.aborted {
-		w.connMu.Unlock()
-		nc.Close()
-		return nil, FailShutdown
-	}
-	w.cur = c
-	w.connMu.Unlock()
-	s.stats.ConnectionsOpened.Add(1)
-	w.br.Reset(nc)
-	s.wg.Add(1) // the worker is counted, so the group is not at zero
-	go c.readLoop()
-	return c, 0
-}
-
-func (w *worker) dialFailed(reason FailReason) FailReason {
-	if w.s.aborting() {
-		return FailShutdown
-	}
-	w.growBackoff()
-	return reason
-}
-
-// failPending fails every pending request.
-func (w *worker) failPending(reason FailReason) {
-	for _, it := range w.pending {
-		w.fail(it, reason)
-	}
-	clear(w.pending)
-	w.pending = w.pending[:0]
-}
-
-func (w *worker) fail(it item, reason FailReason) {
-	w.s.stats.Failed[reason].Add(1)
-	w.s.done(it)
-}
-
-// abortAll fails everything the worker holds with reason shutdown. Close has
-// stopped Send, so the queue only shrinks.
-func (w *worker) abortAll() {
-	if c := w.cur; c != nil {
-		c.closeWith(FailShutdown)
-		w.reap(c)
-	}
-	w.failPending(FailShutdown)
 	for {
-		select {
-		case it := <-w.queue:
-			w.fail(it, FailShutdown)
-		default:
-			return
+		chunks, serr := st.Next(ctx)
+		buf = c.wbuf[:0]
+		for _, b := range chunks {
+			if len(b) == 0 {
+				continue
+			}
+			buf = strconv.AppendInt(buf, int64(len(b)), 16)
+			buf = append(buf, "\r\n"...)
+			buf = append(buf, b...)
+			buf = append(buf, "\r\n"...)
 		}
-	}
-}
-
-// abortConn is called by Close when it stops waiting: it closes the current
-// connection, which wakes the worker wherever it waits, and forbids new ones.
-func (w *worker) abortConn() {
-	w.connMu.Lock()
-	w.aborted = true
-	c := w.cur
-	w.connMu.Unlock()
-	if c != nil {
-		c.closeWith(FailShutdown)
-	}
-}
-
-// closeWith closes c from outside; the requests in flight fail with reason.
-func (c *conn) closeWith(reason FailReason) {
-	c.w.mu.Lock()
-	if !c.dead && !c.ext {
-		c.ext, c.extReason = true, reason
-	}
-	c.w.mu.Unlock()
-	c.nc.Close()
-}
-
-func (w *worker) push(rec record) {
-	w.ring[(w.rhead+w.rlen)%len(w.ring)] = rec
-	w.rlen++
-}
-
-func (w *worker) popHead() record {
-	rec := w.ring[w.rhead]
-	w.ring[w.rhead] = record{}
-	w.rhead = (w.rhead + 1) % len(w.ring)
-	w.rlen--
-	return rec
-}
-
-func (w *worker) popTail() record {
-	i := (w.rhead + w.rlen - 1) % len(w.ring)
-	rec := w.ring[i]
-	w.ring[i] = record{}
-	w.rlen--
-	return rec
-}
-
-// readLoop is the connection's reader goroutine: it matches responses to
-// records in order, discards bodies, and ends the connection on an error or
-// when a response closes it.
-func (c *conn) readLoop() {
-	w, s := c.w, c.w.s
-	defer s.wg.Done()
-	defer close(c.done)
-	br := w.br
-	for {
-		// Block here even when nothing is in flight, so that a server
-		// closing an idle connection is noticed before the next write.
-		if _, err := br.Peek(1); err != nil {
-			c.fail(err)
-			return
+		if serr == io.EOF {
+			buf = append(buf, "0\r\n"...)
+			for _, f := range st.Trailers() {
+				buf = appendTrailer(buf, f.Name, f.Value)
+			}
+			buf = append(buf, "\r\n"...)
 		}
-		w.mu.Lock()
-		if w.rlen == 0 {
-			w.mu.Unlock()
-			c.fail(errUnsolicited)
-			return
+		if len(buf) > 0 {
+			m, err := c.nc.Write(buf)
+			n += int64(m)
+			c.keepBuffer(buf)
+			if err != nil {
+				st.Cancel()
+				return n, err
+			}
 		}
-		head := w.ring[w.rhead].head
-		w.mu.Unlock()
-
-		res, err := readResponse(br, head)
-		if err != nil {
-			c.fail(err)
-			return
-		}
-		now := time.Now()
-		w.mu.Lock()
-		if w.rlen == 0 {
-			// A failed write took the record back (writeFailed) while its
-			// response was being read; the connection is closing anyway.
-			w.mu.Unlock()
-			c.fail(errUnsolicited)
-			return
-		}
-		rec := w.popHead()
-		c.answered = true
 		switch {
-		case res.close:
-			c.dead = true
-		case w.rlen > 0:
-			// The next request is first in line from now on: it is not
-			// blamed for the time it waited behind this one.
-			c.nc.SetReadDeadline(now.Add(s.timeout))
-		default:
-			c.nc.SetReadDeadline(time.Time{})
-		}
-		w.cond.Broadcast()
-		w.mu.Unlock()
-
-		s.stats.Mirrored.Add(1)
-		s.stats.countStatus(res.status)
-		s.stats.Latency.Observe(now.Sub(rec.written))
-		s.done(rec.item)
-		if res.close {
-			c.nc.Close()
-			return
+		case serr == io.EOF:
+			return n, nil
+		case serr != nil:
+			st.Cancel()
+			return n, errStreamAborted
 		}
 	}
 }
 
-// fail ends the connection after err. The request first in line fails with
-// the reason err stands for and the ones behind it as aborted, unless the
-// connection was closed from outside, whose reason applies to all.
-func (c *conn) fail(err error) {
-	w := c.w
-	w.mu.Lock()
-	reason, all := failReasonOf(err), false
-	if c.ext {
-		reason, all = c.extReason, true
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
+}
+
+// closeCauseOf says why a connection ends after err: busy when requests
+// were on it, noByte when none of their answer had arrived.
+func closeCauseOf(err error, busy, noByte bool) CloseCause {
+	switch {
+	case isTimeout(err):
+		return CloseTimeout
+	case err == nil:
+		return CloseConnectionClose
+	case (!busy || noByte) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)):
+		return CloseShadowClosed
 	}
-	if w.rlen > 0 {
-		c.failed = true
-	}
-	for first := true; w.rlen > 0; first = false {
-		r := reason
-		if !first && !all {
-			r = FailAborted
-		}
-		w.fail(w.popHead().item, r)
-	}
-	c.dead = true
-	w.cond.Broadcast()
-	w.mu.Unlock()
-	c.nc.Close()
+	return CloseError
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "read" && !errors.Is(err, net.ErrClosed)
 }
 
 // failReasonOf maps a read error to a FailReason.
 func failReasonOf(err error) FailReason {
 	var (
 		pe    protocolError
-		ne    net.Error
 		rhe   tls.RecordHeaderError
 		alert tls.AlertError
 	)
 	switch {
 	case errors.As(err, &pe):
 		return FailProtocol
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		return FailTimeout
 	case errors.As(err, &rhe), errors.As(err, &alert):
 		return FailTLS
 	}
 	return FailReset
+}
+
+// is408 reports whether what br holds starts an HTTP 408 answer: a server
+// that times an idle connection out may say so before closing it.
+func is408(br *bufio.Reader) bool {
+	b, _ := br.Peek(min(br.Buffered(), 12))
+	return len(b) == 12 && bytes.HasPrefix(b, []byte("HTTP/1.")) && string(b[8:12]) == " 408"
 }

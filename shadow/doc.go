@@ -2,19 +2,52 @@
 // the way an in-proxy mirror would, and replays them to a shadow backend,
 // fire and forget.
 //
-// The three parts are used in this order by the agent, once per request
-// framed by httpframe:
+// The agent uses its parts in this order, once per request framed by
+// httpframe (or, later, an HTTP/2 framer), all on the protocol-neutral
+// httpmsg.Request:
 //
 //   - Sampler.Keep decides (Envoy's percentage semantics, optionally keyed on
-//     a header so that a fleet agrees);
-//   - Rewriter.AppendRequest serialises the request for the shadow (Host
-//     "-shadow" suffix, X-Forwarded-For, hop-by-hop fields, configured
-//     fields), called by the Sender's workers;
-//   - Sender.Send queues it for one of a few persistent, pipelined
-//     connections to the shadow, whose answers are read to the end, counted
-//     in Stats and thrown away.
+//     a header so that a fleet agrees); IsShadowed spots requests that are
+//     mirrors already;
+//   - Sender.Send (NewHTTP1) takes the request for the rule's shadow. Each
+//     request goes out as its own HTTP/1.1 request on a pool of keep-alive
+//     connections that grows with the requests in flight and shrinks when
+//     they idle, within circuit breakers as Envoy's (connections, pending,
+//     requests) and a byte budget; answers are read to the end, counted in
+//     Stats and thrown away, or handed to SenderConfig.Answer for
+//     comparison;
+//   - the Rewriter serialises it for the shadow (Host "-shadow" suffix,
+//     X-Forwarded-For, hop-by-hop fields, configured fields): AppendHTTP1
+//     splices a captured HTTP/1 request byte for byte, EncodeHTTP1 writes a
+//     request that has no HTTP/1 wire form, Fields lists the header fields
+//     an HTTP/2 sender encodes.
 //
-// Nothing here may slow the capture: Send never blocks, every queue is
-// bounded and drops (and counts) when full, and memory is bounded by the
-// queue's byte budget plus fixed per-worker buffers.
+// The sender is in two layers: pool.go holds what does not depend on the
+// shadow's protocol (dialling and TLS with session resumption, the byte
+// budget and the ledger, the pending line, the per-client-connection order,
+// the dial backoff), http1.go and conn.go the HTTP/1.1 connections. An
+// HTTP/2 sender is to sit beside HTTP1Sender behind the Sender interface.
+//
+// Invariants:
+//   - Send never blocks the capture: past a limit a request is dropped and
+//     counted, and a request that finds an idle connection is written into
+//     an empty socket buffer (small ones only; the rest go to a writer
+//     goroutine). Only a sender made for a capture file (SenderConfig.Wait)
+//     waits for room.
+//   - Memory is bounded by the byte budget (every request is charged from
+//     Send until it ends) plus per-connection buffers (one read buffer and
+//     one reused write buffer each, at most MaxConnections of them).
+//   - Every request given to Send ends exactly once: dropped (Send returns
+//     false), or queued and then mirrored or failed, each counted in Stats
+//     by reason; once Close has returned, Queued == Mirrored + Failed. Every
+//     request is Released once, by the sender.
+//   - A request is sent again only when the shadow provably did not
+//     process it (Requeued), or where net/http's Transport would retry it
+//     (Retried, once).
+//   - A slow, hung or endless answer holds its own connection and nothing
+//     else, until Timeout.
+//
+// It must never import the agent, config, bpf or capture packages: it
+// knows requests and shadows, not where they came from. httpframe is
+// imported for the HTTP/1 splicer only.
 package shadow

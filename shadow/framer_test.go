@@ -13,10 +13,9 @@ import (
 // replayed to a net/http server.
 func TestSenderWithFramer(t *testing.T) {
 	ts, rc := newRecordingServer(t, false, nil)
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 2})
-	s.Start()
+	s := newSender(t, SenderConfig{URL: ts.URL, Ordered: true})
 	keep, _ := NewSampler(100, "header:x-request-id")
-	cfg := &httpframe.Config{Keep: func(r *httpframe.Request) (any, bool) { return nil, keep.Keep(r) }, Emit: func(r *httpframe.Request, _ any) { s.Send(r) }}
+	cfg := &httpframe.Config{Keep: func(r *httpframe.Request) (any, bool) { return nil, keep.Keep(r) }, Emit: func(r *httpframe.Request, tag any) { s.Send(r, tag) }}
 	client := netip.MustParseAddrPort("[2001:db8::1]:50000")
 	p := httpframe.NewParser(cfg, client, testServer, false)
 	stream := "GET /a HTTP/1.1\r\nHost: shop.example\r\nX-Request-Id: 1\r\n\r\n" +

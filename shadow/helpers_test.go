@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
 // Addresses of the captured connection used unless a test says otherwise.
@@ -99,6 +100,10 @@ func parseRequest(t testing.TB, raw string) *httpframe.Request {
 		r.ContentLength = -1
 	}
 	r.DecodedLen = int64(len(b) - r.HeadEnd)
+	if r.Chunked {
+		r.DecodedLen = 0
+		r.VisitBody(func(p []byte) bool { r.DecodedLen += int64(len(p)); return true })
+	}
 	return r
 }
 
@@ -220,7 +225,8 @@ func checkNoGoroutines(t testing.TB) {
 }
 
 // checkAccounting checks that every queued request was counted once as
-// mirrored or failed and that no byte is still held.
+// mirrored or failed, that the statuses add up, and that no gauge is left
+// above zero.
 func checkAccounting(t testing.TB, st *Stats) {
 	t.Helper()
 	var failed uint64
@@ -230,8 +236,29 @@ func checkAccounting(t testing.TB, st *Stats) {
 	if q, m := st.Queued.Load(), st.Mirrored.Load(); q != m+failed {
 		t.Errorf("queued %d != mirrored %d + failed %d (%v)", q, m, failed, st.Snapshot())
 	}
-	if b := st.QueueBytes.Load(); b != 0 {
-		t.Errorf("QueueBytes = %d after Close, want 0", b)
+	var statuses uint64
+	st.VisitStatus(func(_ int, n uint64) { statuses += n })
+	if statuses != st.Mirrored.Load() || st.Latency.Count() != st.Mirrored.Load() {
+		t.Errorf("statuses %d, latencies %d, mirrored %d", statuses, st.Latency.Count(), st.Mirrored.Load())
+	}
+	var closed uint64
+	for i := range st.ConnectionsClosed {
+		closed += st.ConnectionsClosed[i].Load()
+	}
+	if closed != st.ConnectionsOpened.Load() {
+		t.Errorf("connections opened %d, closed %d", st.ConnectionsOpened.Load(), closed)
+	}
+	for _, g := range []struct {
+		name string
+		v    int64
+	}{
+		{"QueueBytes", st.QueueBytes.Load()}, {"InFlight", st.InFlight.Load()}, {"Pending", st.Pending.Load()},
+		{"ConnectionsOpen", st.ConnectionsOpen.Load()}, {"ConnectionsBusy", st.ConnectionsBusy.Load()},
+		{"ConnectionsIdle", st.ConnectionsIdle.Load()}, {"ConnectionsConnecting", st.ConnectionsConnecting.Load()},
+	} {
+		if g.v != 0 {
+			t.Errorf("%s = %d after Close, want 0", g.name, g.v)
+		}
 	}
 }
 
@@ -258,7 +285,7 @@ func (rc *recorder) all() []recorded {
 
 // newRecordingServer starts a net/http server that records every request,
 // then lets handler answer (default: 200 "ok").
-func newRecordingServer(t *testing.T, secure bool, handler http.HandlerFunc, tune ...func(*http.Server)) (*httptest.Server, *recorder) {
+func newRecordingServer(t *testing.T, secure bool, handler http.HandlerFunc, tune ...func(*httptest.Server)) (*httptest.Server, *recorder) {
 	t.Helper()
 	rc := &recorder{}
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -285,7 +312,7 @@ func newRecordingServer(t *testing.T, secure bool, handler http.HandlerFunc, tun
 		}
 	}
 	for _, f := range tune {
-		f(ts.Config)
+		f(ts)
 	}
 	if secure {
 		ts.StartTLS()
@@ -296,11 +323,11 @@ func newRecordingServer(t *testing.T, secure bool, handler http.HandlerFunc, tun
 	return ts, rc
 }
 
-// newSender returns a Sender closed at the end of the test (before the
-// servers the test started, since cleanups run last-in first-out).
-func newSender(t *testing.T, cfg SenderConfig) *Sender {
+// newSender returns an HTTP/1 sender closed at the end of the test (before
+// the servers the test started, since cleanups run last-in first-out).
+func newSender(t *testing.T, cfg SenderConfig) *HTTP1Sender {
 	t.Helper()
-	s, err := NewSender(cfg)
+	s, err := NewHTTP1(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,15 +339,29 @@ func newSender(t *testing.T, cfg SenderConfig) *Sender {
 	return s
 }
 
-func closeSender(t *testing.T, s *Sender) {
+// closeSender closes s, waiting for what is in flight, and checks the
+// ledger and that nothing of s is left running.
+func closeSender(t *testing.T, s *HTTP1Sender) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	checkClosed(t, s)
+}
+
+// checkClosed checks what must hold once Close has returned.
+func checkClosed(t *testing.T, s *HTTP1Sender) {
+	t.Helper()
 	checkAccounting(t, s.Stats())
 	checkNoGoroutines(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) != 0 || len(s.idle) != 0 || s.connecting != 0 || s.inFlight != 0 || s.pending.len() != 0 || s.waiting != 0 || len(s.flows) != 0 {
+		t.Errorf("left after Close: %d conns, %d idle, %d connecting, %d in flight, %d pending, %d waiting, %d flows",
+			len(s.conns), len(s.idle), s.connecting, s.inFlight, s.pending.len(), s.waiting, len(s.flows))
+	}
 }
 
 func failures(st *Stats) uint64 {
@@ -452,4 +493,135 @@ func (c failingConn) Write(b []byte) (int, error) {
 		return w, errors.New("broken pipe (test)")
 	}
 	return c.Conn.Write(b)
+}
+
+// fakeReq is a request of the protocol-neutral view with no HTTP/1 wire
+// form, as an HTTP/2 framer presents one: pseudo-header values, lower-case
+// fields, a decoded body or a stream.
+type fakeReq struct {
+	method, scheme, authority, path string
+	fields, trailers                [][2]string
+	body                            string
+	stream                          *httpmsg.BodyStream
+	client, server                  netip.AddrPort
+	released                        atomic.Int32
+}
+
+var _ httpmsg.Request = (*fakeReq)(nil)
+
+func newFake(method, authority, path string, fields ...[2]string) *fakeReq {
+	return &fakeReq{method: method, scheme: "http", authority: authority, path: path, fields: fields,
+		client: testClient, server: testServer}
+}
+
+func bs(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
+}
+
+func (f *fakeReq) Proto() httpmsg.Proto { return httpmsg.HTTP2 }
+func (f *fakeReq) StreamID() uint32     { return 1 }
+func (f *fakeReq) Method() []byte       { return []byte(f.method) }
+func (f *fakeReq) Scheme() []byte       { return bs(f.scheme) }
+func (f *fakeReq) Authority() []byte    { return bs(f.authority) }
+func (f *fakeReq) Path() []byte         { return []byte(f.path) }
+func (f *fakeReq) Header(name string) ([]byte, bool) {
+	for _, kv := range f.fields {
+		if strings.EqualFold(kv[0], name) {
+			return []byte(kv[1]), true
+		}
+	}
+	return nil, false
+}
+func (f *fakeReq) VisitHeaders(fn func(name, value []byte) bool) {
+	for _, kv := range f.fields {
+		if !fn([]byte(kv[0]), []byte(kv[1])) {
+			return
+		}
+	}
+}
+func (f *fakeReq) VisitTrailers(fn func(name, value []byte) bool) {
+	for _, kv := range f.trailers {
+		if !fn([]byte(kv[0]), []byte(kv[1])) {
+			return
+		}
+	}
+}
+func (f *fakeReq) BodyLen() int64 {
+	if f.stream != nil {
+		return -1
+	}
+	return int64(len(f.body))
+}
+func (f *fakeReq) VisitBody(fn func(b []byte) bool) {
+	if f.stream == nil && f.body != "" {
+		// In two pieces, as a framer's DATA frames may come.
+		h := len(f.body) / 2
+		if fn([]byte(f.body[:h])) {
+			fn([]byte(f.body[h:]))
+		}
+	}
+}
+func (f *fakeReq) Stream() *httpmsg.BodyStream { return f.stream }
+func (f *fakeReq) Client() netip.AddrPort      { return f.client }
+func (f *fakeReq) Server() netip.AddrPort      { return f.server }
+func (f *fakeReq) Time() time.Time             { return time.Time{} }
+func (f *fakeReq) Release()                    { f.released.Add(1) }
+
+// checkOnce checks that every request of n clients with per sequence
+// numbers reached the server exactly once (key: client address in
+// X-Forwarded-For, X-Seq).
+func checkOnce(t *testing.T, reqs []recorded, clients, per int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range reqs {
+		seen[r.Header.Get("X-Forwarded-For")+"/"+r.Header.Get("X-Seq")]++
+	}
+	for c := range clients {
+		for i := range per {
+			k := clientAddr(c).Addr().String() + "/" + strconv.Itoa(i)
+			if seen[k] != 1 {
+				t.Errorf("request %s arrived %d times", k, seen[k])
+			}
+		}
+	}
+	if len(reqs) != clients*per {
+		t.Errorf("%d requests arrived, want %d", len(reqs), clients*per)
+	}
+}
+
+// checkStats checks counters of st by their summary names: queued,
+// mirrored, retried, requeued, opened, failed_REASON, dropped_REASON,
+// closed_CAUSE.
+func checkStats(t *testing.T, st *Stats, want map[string]uint64) {
+	t.Helper()
+	sn := st.Snapshot()
+	for k, v := range want {
+		var got uint64
+		switch {
+		case k == "queued":
+			got = sn.Queued
+		case k == "mirrored":
+			got = sn.Mirrored
+		case k == "retried":
+			got = sn.Retried
+		case k == "requeued":
+			got = sn.Requeued
+		case k == "opened":
+			got = sn.ConnectionsOpened
+		case strings.HasPrefix(k, "failed_"):
+			got = sn.Failed[k[len("failed_"):]]
+		case strings.HasPrefix(k, "dropped_"):
+			got = sn.Dropped[k[len("dropped_"):]]
+		case strings.HasPrefix(k, "closed_"):
+			got = sn.ConnectionsClosed[k[len("closed_"):]]
+		default:
+			t.Fatalf("checkStats: unknown counter %q", k)
+		}
+		if got != v {
+			t.Errorf("%s = %d, want %d (%v)", k, got, v, sn)
+		}
+	}
 }

@@ -2,8 +2,12 @@ package shadow
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
+
+	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // protocolError is a response the reader cannot frame. The connection cannot
@@ -13,8 +17,8 @@ type protocolError string
 func (e protocolError) Error() string { return "shadow response: " + string(e) }
 
 const (
-	// readBufferSize is the response reader's buffer, reused for the life of
-	// a worker. It also bounds one status, header or chunk-size line.
+	// readBufferSize is each connection's response buffer. It also bounds
+	// one status or header line.
 	readBufferSize = 16 << 10
 	// maxHeaderBytes bounds one response's header block, interim responses
 	// included, so that a broken shadow cannot keep the reader in a header
@@ -28,20 +32,85 @@ const (
 // response is what the reader needs to know about one final response.
 type response struct {
 	status int
+	proto  httpmsg.Proto
 	// close is true when the connection ends after this response: the
 	// server said so, or an HTTP/1.0 server did not say keep-alive, or the
 	// body was delimited by the end of the connection.
 	close bool
 }
 
+// capture collects an answer for SenderConfig.Answer: fields in one arena,
+// the body up to a cap. A nil *capture keeps nothing.
+type capture struct {
+	max     int // body bytes kept
+	body    []byte
+	bodyLen int64
+	header  fieldList
+	trailer fieldList
+	line    []byte // a trailer line that spans reads
+}
+
+// fieldList holds fields as offsets into one arena, turned into slices at
+// the end (the arena may move while it grows).
+type fieldList struct {
+	arena []byte
+	offs  []int // per field: name start, value start, value end
+}
+
+func (l *fieldList) add(name, value []byte) {
+	l.offs = append(l.offs, len(l.arena))
+	l.arena = append(l.arena, name...)
+	l.offs = append(l.offs, len(l.arena))
+	l.arena = append(l.arena, value...)
+	l.offs = append(l.offs, len(l.arena))
+}
+
+func (l *fieldList) reset() { l.arena, l.offs = l.arena[:0], l.offs[:0] }
+
+func (l *fieldList) fields() []httpmsg.Field {
+	if len(l.offs) == 0 {
+		return nil
+	}
+	out := make([]httpmsg.Field, 0, len(l.offs)/3)
+	for i := 0; i < len(l.offs); i += 3 {
+		n, v, e := l.offs[i], l.offs[i+1], l.offs[i+2]
+		out = append(out, httpmsg.Field{Name: l.arena[n:v:v], Value: l.arena[v:e:e]})
+	}
+	return out
+}
+
+func (c *capture) keep(b []byte) {
+	c.bodyLen += int64(len(b))
+	if room := c.max - len(c.body); room > 0 {
+		c.body = append(c.body, b[:min(room, len(b))]...)
+	}
+}
+
+// answer returns what was captured as an Answer.
+func (c *capture) answer(res response) *httpmsg.Answer {
+	return &httpmsg.Answer{
+		Proto:     res.proto,
+		Status:    res.status,
+		Header:    c.header.fields(),
+		Trailer:   c.trailer.fields(),
+		Body:      c.body,
+		BodyLen:   c.bodyLen,
+		Truncated: c.bodyLen > int64(len(c.body)),
+	}
+}
+
 // readResponse reads the response to one request from br, skipping interim
-// (1xx) responses, and discards its body. head is true when the request was
-// HEAD, whose response never has a body. It reads no byte past the end of
-// the response and allocates nothing.
-func readResponse(br *bufio.Reader, head bool) (response, error) {
+// (1xx) responses, and discards its body, or keeps it in c when c is not
+// nil. head is true when the request was HEAD, whose response never has a
+// body. It reads no byte past the end of the response, and without c it
+// allocates nothing.
+func readResponse(br *bufio.Reader, head bool, sc *httpsyntax.ChunkedScanner, c *capture) (response, error) {
 	budget := maxHeaderBytes
 	for {
-		res, body, err := readHead(br, &budget)
+		if c != nil {
+			c.header.reset()
+		}
+		res, body, err := readHead(br, &budget, c)
 		if err != nil {
 			return res, err
 		}
@@ -60,12 +129,12 @@ func readResponse(br *bufio.Reader, head bool) (response, error) {
 		}
 		switch body.kind {
 		case bodyChunked:
-			err = discardChunked(br)
+			err = readChunked(br, sc, c)
 		case bodyLength:
-			err = discardN(br, body.length)
+			err = readN(br, body.length, c)
 		default:
 			res.close = true
-			err = discardToEOF(br)
+			err = readToEOF(br, c)
 		}
 		return res, err
 	}
@@ -85,7 +154,7 @@ type bodyFraming struct {
 }
 
 // readHead reads a status line and header block.
-func readHead(br *bufio.Reader, budget *int) (response, bodyFraming, error) {
+func readHead(br *bufio.Reader, budget *int, c *capture) (response, bodyFraming, error) {
 	var res response
 	var body bodyFraming
 	line, err := readLine(br, budget)
@@ -101,13 +170,17 @@ func readHead(br *bufio.Reader, budget *int) (response, bodyFraming, error) {
 	if minor < '0' || minor > '9' {
 		return res, body, protocolError("malformed status line")
 	}
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
+	for _, d := range line[9:12] {
+		if d < '0' || d > '9' {
 			return res, body, protocolError("malformed status code")
 		}
-		res.status = res.status*10 + int(c-'0')
+		res.status = res.status*10 + int(d-'0')
 	}
 	http10 := minor == '0'
+	res.proto = httpmsg.HTTP11
+	if http10 {
+		res.proto = httpmsg.HTTP10
+	}
 	keepAlive, hasTE, chunked := false, false, false
 	length := int64(-1)
 	for {
@@ -123,17 +196,17 @@ func readHead(br *bufio.Reader, budget *int) (response, bodyFraming, error) {
 			// the fields we interpret may be folded in practice, so skip.
 			continue
 		}
-		colon := 0
-		for colon < len(line) && line[colon] != ':' {
-			colon++
-		}
-		if colon == 0 || colon == len(line) {
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
 			return res, body, protocolError("malformed header line")
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], httpsyntax.TrimOWS(line[colon+1:])
+		if c != nil {
+			c.header.add(name, value)
+		}
 		switch classify(name) {
 		case fieldContentLength:
-			n, ok := parseContentLength(value)
+			n, ok := httpsyntax.ParseContentLength(value)
 			if !ok || (length >= 0 && n != length) {
 				return res, body, protocolError("invalid Content-Length")
 			}
@@ -142,12 +215,12 @@ func readHead(br *bufio.Reader, budget *int) (response, bodyFraming, error) {
 			hasTE = true
 			// Only the last coding matters: chunked must be final for the
 			// body to be self-delimiting.
-			chunked = lastListItemIs(value, "chunked")
+			chunked = httpsyntax.LastElementIs(value, "chunked")
 		case fieldConnection:
-			if hasToken(value, "close") {
+			if httpsyntax.HasToken(value, "close") {
 				res.close = true
 			}
-			if hasToken(value, "keep-alive") {
+			if httpsyntax.HasToken(value, "keep-alive") {
 				keepAlive = true
 			}
 		}
@@ -174,10 +247,7 @@ func readLine(br *bufio.Reader, budget *int) ([]byte, error) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return nil, protocolError("line too long")
 		}
-		if errors.Is(err, io.EOF) {
-			return nil, io.ErrUnexpectedEOF
-		}
-		return nil, err
+		return nil, unexpectedEOF(err)
 	}
 	if *budget -= len(line); *budget < 0 {
 		return nil, protocolError("header block too large")
@@ -189,134 +259,132 @@ func readLine(br *bufio.Reader, budget *int) ([]byte, error) {
 	return line, nil
 }
 
-// parseContentLength accepts 1*DIGIT, or a list of identical values as some
-// servers send after merging fields.
-func parseContentLength(v []byte) (int64, bool) {
-	n := int64(-1)
-	for len(v) > 0 {
-		var item []byte
-		item, v = nextListItem(v)
-		if len(item) == 0 || len(item) > 18 {
-			return 0, false
-		}
-		var m int64
-		for _, c := range item {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			m = m*10 + int64(c-'0')
-		}
-		if n >= 0 && m != n {
-			return 0, false
-		}
-		n = m
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
 	}
-	return n, n >= 0
+	return err
 }
 
-func lastListItemIs(v []byte, tok string) bool {
-	var last []byte
-	for len(v) > 0 {
-		var item []byte
-		item, v = nextListItem(v)
-		if len(item) > 0 {
-			last = item
+// readN reads exactly n body bytes, keeping the first ones in c.
+func readN(br *bufio.Reader, n int64, c *capture) error {
+	for c != nil && n > 0 && len(c.body) < c.max {
+		if _, err := br.Peek(1); err != nil {
+			return unexpectedEOF(err)
 		}
+		b, _ := br.Peek(int(min(int64(br.Buffered()), n)))
+		c.keep(b)
+		br.Discard(len(b))
+		n -= int64(len(b))
 	}
-	return equalFold(last, tok)
-}
-
-// discardN drops exactly n body bytes.
-func discardN(br *bufio.Reader, n int64) error {
+	if c != nil {
+		c.bodyLen += n
+	}
 	for n > 0 {
-		step := min(n, discardStep)
-		d, err := br.Discard(int(step))
+		d, err := br.Discard(int(min(n, discardStep)))
 		n -= int64(d)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return io.ErrUnexpectedEOF
-			}
-			return err
+			return unexpectedEOF(err)
 		}
 	}
 	return nil
 }
 
-// discardChunked drops a chunked body: chunks, the last chunk and the
-// trailer section.
-func discardChunked(br *bufio.Reader) error {
-	budget := maxHeaderBytes
+// readToEOF reads a body delimited by the end of the connection.
+func readToEOF(br *bufio.Reader, c *capture) error {
 	for {
-		line, err := readLine(br, &budget)
-		if err != nil {
-			return err
-		}
-		// The budget bounds size lines and trailers, not chunk data.
-		budget = maxHeaderBytes
-		size, ok := parseChunkSize(line)
-		if !ok {
-			return protocolError("malformed chunk size")
-		}
-		if size == 0 {
-			for {
-				line, err := readLine(br, &budget)
-				if err != nil {
-					return err
-				}
-				if len(line) == 0 {
-					return nil
-				}
+		if c == nil {
+			_, err := br.Discard(discardStep)
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
+			if err != nil {
+				return err
+			}
+			continue
 		}
-		if err := discardN(br, size); err != nil {
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
 			return err
 		}
-		line, err = readLine(br, &budget)
-		if err != nil {
-			return err
-		}
-		if len(line) != 0 {
-			return protocolError("missing CRLF after chunk data")
-		}
+		b, _ := br.Peek(br.Buffered())
+		c.keep(b)
+		br.Discard(len(b))
 	}
 }
 
-// parseChunkSize parses the hex size of a chunk-size line, ignoring chunk
-// extensions.
-func parseChunkSize(line []byte) (int64, bool) {
-	var n int64
-	digits := 0
-	for _, c := range line {
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		case c == ';' || c == ' ' || c == '\t':
-			return n, digits > 0
-		default:
-			return 0, false
-		}
-		if digits++; digits > 15 {
-			return 0, false
-		}
-		n = n<<4 | int64(d)
-	}
-	return n, digits > 0
-}
+// Where readChunked is in a chunked body when it feeds framing lines.
+const (
+	chunkSize    = iota // a chunk-size line
+	chunkDataEnd        // the line end after chunk data
+	chunkTrailer        // the trailer section
+)
 
-// discardToEOF drops a body delimited by the end of the connection.
-func discardToEOF(br *bufio.Reader) error {
+// readChunked reads a chunked body: chunks, the last chunk and the trailer
+// section, as httpsyntax.ChunkedScanner finds its end. Without c it feeds
+// the scanner whatever is buffered; with c it feeds framing one line at a
+// time, so that it knows which bytes are chunk data and which lines are
+// trailers.
+func readChunked(br *bufio.Reader, sc *httpsyntax.ChunkedScanner, c *capture) error {
+	sc.Reset()
+	phase := chunkSize
 	for {
-		_, err := br.Discard(discardStep)
-		if errors.Is(err, io.EOF) {
+		if _, err := br.Peek(1); err != nil {
+			return unexpectedEOF(err)
+		}
+		buf, _ := br.Peek(br.Buffered())
+		if c == nil {
+			n, done, err := sc.Scan(buf)
+			br.Discard(n)
+			if err != nil {
+				return protocolError(err.Error())
+			}
+			if done {
+				return nil
+			}
+			continue
+		}
+		if p := sc.Pending(); p > 0 {
+			data := buf[:min(p, int64(len(buf)))]
+			c.keep(data)
+			n, _, _ := sc.Scan(data)
+			br.Discard(n)
+			continue
+		}
+		line, whole := buf, false
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			line, whole = buf[:i+1], true
+		}
+		n, done, err := sc.Scan(line)
+		if phase == chunkTrailer {
+			c.line = append(c.line, line[:n]...)
+		}
+		br.Discard(n)
+		if err != nil {
+			return protocolError(err.Error())
+		}
+		if done {
 			return nil
 		}
-		if err != nil {
-			return err
+		if !whole {
+			continue
+		}
+		switch phase {
+		case chunkSize:
+			phase = chunkDataEnd
+			if sc.Pending() == 0 {
+				phase = chunkTrailer // the last chunk
+			}
+		case chunkDataEnd:
+			phase = chunkSize
+		case chunkTrailer:
+			t := bytes.TrimRight(c.line, "\r\n")
+			if i := bytes.IndexByte(t, ':'); i > 0 {
+				c.trailer.add(t[:i], httpsyntax.TrimOWS(t[i+1:]))
+			}
+			c.line = c.line[:0]
 		}
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
+
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 func TestReadResponse(t *testing.T) {
@@ -42,8 +45,9 @@ func TestReadResponse(t *testing.T) {
 		{name: "conflicting content-lengths", in: "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nhi", err: "Content-Length"},
 		{name: "negative content-length", in: "HTTP/1.1 200 OK\nContent-Length: -1\n\n", err: "Content-Length"},
 		{name: "header without colon", in: "HTTP/1.1 200 OK\nBroken\n\n", err: "malformed header"},
-		{name: "bad chunk size", in: "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\nzz\n", err: "chunk size"},
-		{name: "chunk without CRLF", in: "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nabc\n0\n\n", err: "missing CRLF"},
+		{name: "bad chunk size", in: "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\nzz\n", err: "malformed chunked body"},
+		{name: "chunk without CRLF", in: "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nabc\n0\n\n", err: "malformed chunked body"},
+		{name: "chunk size overflow", in: "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n10000000000000000\n", err: "limit exceeded"},
 		{name: "truncated body", in: "HTTP/1.1 200 OK\nContent-Length: 10\n\nshort", err: "unexpected EOF", eof: true},
 		{name: "truncated head", in: "HTTP/1.1 200 OK\nContent-Le", err: "unexpected EOF", eof: true},
 		{name: "line too long", in: "HTTP/1.1 200 OK\nX-Big: " + strings.Repeat("a", readBufferSize) + "\n\n", err: "line too long"},
@@ -54,7 +58,8 @@ func TestReadResponse(t *testing.T) {
 				in += next
 			}
 			br := bufio.NewReaderSize(strings.NewReader(in), readBufferSize)
-			res, err := readResponse(br, tc.head)
+			var sc httpsyntax.ChunkedScanner
+			res, err := readResponse(br, tc.head, &sc, nil)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want one containing %q", err, tc.err)
@@ -79,14 +84,69 @@ func TestReadResponse(t *testing.T) {
 	}
 }
 
+// Reading with or without capture consumes the same bytes, in pieces of
+// any size; the capture holds the decoded body up to its cap and the
+// trailers.
+func TestReadResponseCapture(t *testing.T) {
+	const next = "HTTP/1.1 299 Next\r\nContent-Length: 0\r\n\r\n"
+	in := crlf("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nX-A:  1 \n\n" +
+		"4;name=value\nwiki\n5\npedia\nA\n in chunks\n0\nX-Trailer: 1\nX-Other:two words\n\n")
+	for _, size := range []int{32, 33, 64, readBufferSize} {
+		for _, max := range []int{0, 5, 100} {
+			br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in+next)), size)
+			if size == readBufferSize {
+				br = bufio.NewReaderSize(strings.NewReader(in+next), size)
+			}
+			var sc httpsyntax.ChunkedScanner
+			c := &capture{max: max}
+			res, err := readResponse(br, false, &sc, c)
+			if err != nil {
+				t.Fatalf("buffer %d cap %d: %v", size, max, err)
+			}
+			a := c.answer(res)
+			want := "wikipedia in chunks"[:min(max, 19)]
+			if a.Status != 200 || string(a.Body) != want || a.BodyLen != 19 || a.Truncated != (max < 19) ||
+				len(a.Header) != 2 || string(a.Header[1].Value) != "1" ||
+				len(a.Trailer) != 2 || string(a.Trailer[0].Name) != "X-Trailer" || string(a.Trailer[1].Value) != "two words" {
+				t.Errorf("buffer %d cap %d: %+v", size, max, a)
+			}
+			if rest, _ := io.ReadAll(br); string(rest) != next {
+				t.Errorf("buffer %d: left %q", size, rest)
+			}
+		}
+	}
+}
+
+// Without capture, reading an answer allocates nothing.
+func TestReadResponseDoesNotAllocate(t *testing.T) {
+	in := crlf("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nConnection: keep-alive\n\n4\nwiki\n0\nX-T: 1\n\n" +
+		"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello")
+	sr := strings.NewReader(in)
+	br := bufio.NewReaderSize(sr, readBufferSize)
+	var sc httpsyntax.ChunkedScanner
+	n := testing.AllocsPerRun(100, func() {
+		sr.Reset(in)
+		br.Reset(sr)
+		for range 2 {
+			if _, err := readResponse(br, false, &sc, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
 func TestFailReasonOfProtocolAndEOF(t *testing.T) {
+	var sc httpsyntax.ChunkedScanner
 	br := bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"))
-	_, err := readResponse(br, false)
+	_, err := readResponse(br, false, &sc, nil)
 	if !errors.Is(err, io.ErrUnexpectedEOF) || failReasonOf(err) != FailReset {
 		t.Errorf("truncated body: %v -> %v, want reset", err, failReasonOf(err))
 	}
 	br = bufio.NewReader(strings.NewReader("garbage\r\n"))
-	_, err = readResponse(br, false)
+	_, err = readResponse(br, false, &sc, nil)
 	if failReasonOf(err) != FailProtocol {
 		t.Errorf("garbage: %v -> %v, want protocol", err, failReasonOf(err))
 	}
@@ -99,7 +159,13 @@ func TestReasonLabels(t *testing.T) {
 			t.Errorf("FailReason %d = %q, want %q", r, r, want[r])
 		}
 	}
-	if DropQueueFull.String() != "queue_full" || DropClosed.String() != "closed" {
-		t.Errorf("drop labels %q %q", DropQueueFull, DropClosed)
+	if DropOverflow.String() != "overflow" || DropClosed.String() != "closed" {
+		t.Errorf("drop labels %q %q", DropOverflow, DropClosed)
+	}
+	causes := []string{"idle_timeout", "shadow_closed", "connection_close", "timeout", "error", "shutdown"}
+	for c := range CloseCause(NumCloseCauses) {
+		if c.String() != causes[c] {
+			t.Errorf("CloseCause %d = %q, want %q", c, c, causes[c])
+		}
 	}
 }

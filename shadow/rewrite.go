@@ -2,11 +2,12 @@ package shadow
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // hostSuffix is what an in-proxy mirror appends to the host of a shadowed
@@ -27,7 +28,7 @@ func ShadowHost(host string) string {
 }
 
 func appendShadowHost(dst, host []byte) []byte {
-	if i := portStart(host); i >= 0 {
+	if i := httpsyntax.PortStart(host); i >= 0 {
 		dst = append(dst, host[:i]...)
 		dst = append(dst, hostSuffix...)
 		return append(dst, host[i:]...)
@@ -36,16 +37,16 @@ func appendShadowHost(dst, host []byte) []byte {
 	return append(dst, hostSuffix...)
 }
 
-// portStart returns the index of the ':' that starts the port of host, or -1.
-func portStart(host []byte) int {
-	from := 0
-	if i := bytes.LastIndexByte(host, ']'); i >= 0 {
-		from = i
+// IsShadowed reports whether authority (a Host field or :authority) names a
+// host whose host part already ends in "-shadow", without regard to ASCII
+// case: such a request is a mirror itself, and mirroring it again would
+// loop when a shadow listens on a watched port.
+func IsShadowed(authority []byte) bool {
+	host := authority
+	if i := httpsyntax.PortStart(host); i >= 0 {
+		host = host[:i]
 	}
-	if i := bytes.LastIndexByte(host[from:], ':'); i >= 0 {
-		return from + i
-	}
-	return -1
+	return len(host) >= len(hostSuffix) && httpsyntax.EqualFold(host[len(host)-len(hostSuffix):], hostSuffix)
 }
 
 // HeaderValue is one header field to set on mirrored requests.
@@ -57,11 +58,12 @@ type HeaderValue struct {
 // RewriteConfig says how a captured request is changed before it goes to the
 // shadow. The zero value gives the behaviour of an in-proxy mirror.
 type RewriteConfig struct {
-	// NoHostSuffix keeps Host (and an absolute-form target's authority) as the
-	// client sent it, instead of appending "-shadow".
+	// NoHostSuffix keeps Host (and an absolute-form target's authority, and
+	// :authority) as the client sent it, instead of appending "-shadow".
 	NoHostSuffix bool
 	// Host, when not empty, replaces the host (and port) of every request, in
-	// the Host field and in an absolute-form target; it turns the suffix off.
+	// the Host field, in an absolute-form target and in :authority; it
+	// turns the suffix off.
 	Host string
 	// SetHeaders are applied last, in order: the first field of that name is
 	// replaced in place and later ones removed, or the field is added at the
@@ -82,12 +84,20 @@ const (
 	hostLiteral
 )
 
-// maxSetHeaders bounds SetHeaders so that AppendRequest can track which ones
+// maxSetHeaders bounds SetHeaders so that the rewriter can track which ones
 // it has applied in a single machine word.
 const maxSetHeaders = 64
 
-// Rewriter serialises captured requests as they must reach the shadow. It is
-// immutable and safe for concurrent use.
+// Rewriter turns captured requests into the requests the shadow gets. It is
+// immutable and safe for concurrent use. It has three outputs, one rule set:
+//
+//   - AppendHTTP1 splices an HTTP/1 request as captured (*httpframe.Request),
+//     byte for byte except for what the rules change;
+//   - EncodeHTTP1 writes any request of the protocol-neutral view (an
+//     HTTP/2 request for an HTTP/1 shadow) as HTTP/1.1;
+//   - Fields lists a request's fields as an HTTP/2 sender encodes them.
+//
+// AppendRequest picks the first or the second by the request's type.
 //
 // What changes, and nothing else (every other byte of the request line, the
 // header lines and the body is copied as captured, in order):
@@ -101,43 +111,39 @@ const maxSetHeaders = 64
 //   - Hop-by-hop fields belong to the client's connection, not to ours:
 //     Connection, Keep-Alive, Proxy-Connection, TE, Upgrade and every field
 //     named in a Connection field are removed. TE is dropped whole, even
-//     "TE: trailers": it only tells the server what our response reader
-//     accepts, and ours accepts chunked and trailers without being asked.
+//     "TE: trailers", for HTTP/1: it only tells the server what our response
+//     reader accepts, and ours accepts chunked and trailers without being
+//     asked (Fields keeps "te: trailers", which HTTP/2 gRPC servers want).
 //     A Connection field cannot remove Host, Content-Length,
 //     Transfer-Encoding or X-Forwarded-For: losing the framing fields would
 //     make the shadow read the body as the next request.
 //     Transfer-Encoding and Content-Length stay, and the body stays framed
 //     byte for byte (chunked stays chunked, trailers included).
 //   - HTTP/1.0 requests get "Connection: keep-alive", since the shadow
-//     connection is persistent and pipelined.
+//     connection is persistent.
 //   - Then RemoveHeaders, then SetHeaders.
 type Rewriter struct {
 	mode    hostMode
 	literal []byte
 	set     []setField
 	remove  []string
-	xff     bool // append the client address to X-Forwarded-For
+	xff     bool   // append the client address to X-Forwarded-For
+	scheme  string // :scheme of Fields when the request names none
 }
 
 type setField struct {
-	name string
-	line []byte // "Name: value\r\n"
+	name  string
+	lower []byte // name in lower case, for Fields
+	value []byte
+	line  []byte // "Name: value\r\n"
 }
-
-// framingFields may be neither set nor removed by configuration: they decide
-// where the request ends, or (Host) are ruled by Host and NoHostSuffix.
-var framingFields = []string{"host", "content-length", "transfer-encoding"}
-
-// connectionFields describe the client's connection; the sender owns the
-// connection to the shadow, so they cannot be set.
-var connectionFields = []string{"connection", "keep-alive", "proxy-connection", "te", "upgrade"}
 
 // NewRewriter checks cfg and returns a Rewriter for it.
 func NewRewriter(cfg RewriteConfig) (*Rewriter, error) {
-	w := &Rewriter{xff: !cfg.NoXFF}
+	w := &Rewriter{xff: !cfg.NoXFF, scheme: "http"}
 	switch {
 	case cfg.Host != "":
-		if err := checkHostLiteral(cfg.Host); err != nil {
+		if err := httpsyntax.CheckAuthority(cfg.Host); err != nil {
 			return nil, err
 		}
 		w.mode, w.literal = hostLiteral, []byte(cfg.Host)
@@ -146,14 +152,14 @@ func NewRewriter(cfg RewriteConfig) (*Rewriter, error) {
 	}
 
 	for _, name := range cfg.RemoveHeaders {
-		if !isToken(name) {
+		if !httpsyntax.IsToken(name) {
 			return nil, fmt.Errorf("remove header %q: not a valid header name", name)
 		}
-		if oneOf(name, framingFields) {
+		if httpsyntax.IsFramingField(name) {
 			return nil, fmt.Errorf("remove header %q: this field cannot be removed", name)
 		}
 		w.remove = append(w.remove, name)
-		if equalFold([]byte(name), "x-forwarded-for") {
+		if httpsyntax.EqualFold(name, "x-forwarded-for") {
 			w.xff = false
 		}
 	}
@@ -161,99 +167,71 @@ func NewRewriter(cfg RewriteConfig) (*Rewriter, error) {
 		return nil, fmt.Errorf("set headers: %d given, at most %d", len(cfg.SetHeaders), maxSetHeaders)
 	}
 	for i, hv := range cfg.SetHeaders {
-		if !isToken(hv.Name) {
+		if !httpsyntax.IsToken(hv.Name) {
 			return nil, fmt.Errorf("set header %q: not a valid header name", hv.Name)
 		}
-		if oneOf(hv.Name, framingFields) || oneOf(hv.Name, connectionFields) {
+		if httpsyntax.IsFramingField(hv.Name) || httpsyntax.IsConnectionField(hv.Name) {
 			return nil, fmt.Errorf("set header %q: this field cannot be set", hv.Name)
 		}
-		if err := checkFieldValue(hv.Value); err != nil {
+		if err := httpsyntax.CheckFieldValue(hv.Value); err != nil {
 			return nil, fmt.Errorf("set header %q: %w", hv.Name, err)
 		}
-		if oneOf(hv.Name, cfg.RemoveHeaders) {
-			return nil, fmt.Errorf("set header %q: also listed in remove headers", hv.Name)
+		for _, rm := range cfg.RemoveHeaders {
+			if httpsyntax.EqualFold(rm, hv.Name) {
+				return nil, fmt.Errorf("set header %q: also listed in remove headers", hv.Name)
+			}
 		}
 		for _, prev := range cfg.SetHeaders[:i] {
-			if equalFold([]byte(prev.Name), hv.Name) {
+			if httpsyntax.EqualFold(prev.Name, hv.Name) {
 				return nil, fmt.Errorf("set header %q: given twice", hv.Name)
 			}
 		}
 		line := make([]byte, 0, len(hv.Name)+len(hv.Value)+4)
 		line = append(append(append(append(line, hv.Name...), ": "...), hv.Value...), "\r\n"...)
-		w.set = append(w.set, setField{name: hv.Name, line: line})
-		if equalFold([]byte(hv.Name), "x-forwarded-for") {
+		w.set = append(w.set, setField{
+			name: hv.Name, lower: bytes.ToLower([]byte(hv.Name)), value: []byte(hv.Value), line: line,
+		})
+		if httpsyntax.EqualFold(hv.Name, "x-forwarded-for") {
 			w.xff = false
 		}
 	}
 	return w, nil
 }
 
-func oneOf(name string, list []string) bool {
-	for _, s := range list {
-		if equalFold([]byte(s), name) {
-			return true
-		}
+// forScheme returns w, or a copy of w whose Fields name scheme when the
+// request names none: a sender knows whether its shadow is http or https.
+func (w *Rewriter) forScheme(scheme string) *Rewriter {
+	if w.scheme == scheme {
+		return w
 	}
-	return false
+	c := *w
+	c.scheme = scheme
+	return &c
 }
 
-// checkHostLiteral accepts host, host:port, [v6] and [v6]:port made of
-// visible characters that may appear in an authority without userinfo.
-func checkHostLiteral(h string) error {
-	bad := func(why string) error { return fmt.Errorf("host %q: %s", h, why) }
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if c <= ' ' || c >= 0x7f {
-			return bad("contains a space or control character")
-		}
-		switch c {
-		case '/', '?', '#', '@', ',', '\\', '"':
-			return bad(fmt.Sprintf("contains %q", c))
-		}
+// AppendRequest appends r as the HTTP/1 shadow gets it: spliced byte for
+// byte (AppendHTTP1) when r is an *httpframe.Request, else written afresh
+// (EncodeHTTP1). A request whose body is still streaming gets only its head
+// (ending in "Transfer-Encoding: chunked"); its chunks follow as they come.
+func (w *Rewriter) AppendRequest(dst []byte, r httpmsg.Request) []byte {
+	if h1, ok := r.(*httpframe.Request); ok {
+		return w.AppendHTTP1(dst, h1)
 	}
-	b := []byte(h)
-	hostEnd := len(b)
-	if i := portStart(b); i >= 0 {
-		port := b[i+1:]
-		if len(port) == 0 || len(port) > 5 {
-			return bad("invalid port")
-		}
-		for _, c := range port {
-			if c < '0' || c > '9' {
-				return bad("invalid port")
-			}
-		}
-		hostEnd = i
-	}
-	host := b[:hostEnd]
-	switch {
-	case len(host) == 0:
-		return bad("empty host")
-	case host[0] == '[':
-		if host[len(host)-1] != ']' {
-			return bad("unterminated IPv6 literal")
-		}
-		if _, err := netip.ParseAddr(string(host[1 : len(host)-1])); err != nil {
-			return bad("invalid IPv6 literal")
-		}
-	case bytes.ContainsAny(host, "[]:"):
-		return bad("IPv6 addresses must be in brackets")
-	}
-	return nil
+	return w.EncodeHTTP1(dst, r)
 }
 
-func checkFieldValue(v string) error {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return errors.New("value contains a control character (CR, LF, NUL or similar)")
-		}
-	}
-	return nil
+// AppendHTTP1 appends the HTTP/1 request as it is to be sent to the shadow
+// to dst and returns the extended slice. It allocates nothing beyond growing
+// dst.
+func (w *Rewriter) AppendHTTP1(dst []byte, r *httpframe.Request) []byte {
+	dst = w.appendHTTP1Head(dst, r)
+	return append(dst, r.WireBody()...)
 }
 
-// AppendRequest appends the request as it is to be sent to the shadow to dst
-// and returns the extended slice. It allocates nothing beyond growing dst.
-func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
+// appendHTTP1Head is AppendHTTP1 without the body (r.WireBody() follows it
+// on the wire unchanged), so that a large body can be written from where it
+// lies rather than copied.
+func (w *Rewriter) appendHTTP1Head(dst []byte, r *httpframe.Request) []byte {
 	raw := r.Raw
 	lineEnd := requestLineEnd(r)
 
@@ -288,10 +266,8 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 			dst = w.appendHost(dst, raw[hs:he])
 			dst = append(dst, "\r\n"...)
 		case r.ServerAddr.IsValid():
-			var buf [64]byte
-			srv := netip.AddrPortFrom(r.ServerAddr.Addr().Unmap().WithZone(""), r.ServerAddr.Port())
 			dst = append(dst, "Host: "...)
-			dst = w.appendHost(dst, srv.AppendTo(buf[:0]))
+			dst = w.appendServerHost(dst, r.ServerAddr)
 			dst = append(dst, "\r\n"...)
 		}
 	}
@@ -304,10 +280,10 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 		last = h.Line.End
 		name := raw[h.Name.Start:h.Name.End]
 		kind := classify(name)
-		if kind == fieldConnection || kind == fieldHopByHop {
+		if kind == fieldConnection || kind == fieldHopByHop || kind == fieldTE {
 			continue
 		}
-		if conns.n > 0 && kind == fieldOther && conns.lists(r, name) {
+		if conns.n > 0 && (kind == fieldOther || kind == fieldCookie) && conns.lists(r, name) {
 			continue
 		}
 		if w.removes(name) {
@@ -350,11 +326,11 @@ func (w *Rewriter) AppendRequest(dst []byte, r *httpframe.Request) []byte {
 			dst = append(dst, w.set[j].line...)
 		}
 	}
-	// The blank line as captured, then the body as framed on the wire.
-	dst = append(dst, raw[last:r.HeadEnd]...)
-	return append(dst, raw[r.HeadEnd:]...)
+	// The blank line as captured; the body follows as framed on the wire.
+	return append(dst, raw[last:r.HeadEnd]...)
 }
 
+// appendHost appends host as the rule wants it.
 func (w *Rewriter) appendHost(dst, host []byte) []byte {
 	switch w.mode {
 	case hostKept:
@@ -365,9 +341,33 @@ func (w *Rewriter) appendHost(dst, host []byte) []byte {
 	return appendShadowHost(dst, host)
 }
 
+// appendServerHost appends the host made from the address the client
+// connected to, for a request that names none, as the rule wants it.
+func (w *Rewriter) appendServerHost(dst []byte, server netip.AddrPort) []byte {
+	var buf [64]byte
+	srv := netip.AddrPortFrom(server.Addr().Unmap().WithZone(""), server.Port())
+	return w.appendHost(dst, srv.AppendTo(buf[:0]))
+}
+
+// appendAuthority appends the host of a neutral request as the rule wants
+// it: its authority, or the server's address when it names none. It
+// appends nothing when neither is known.
+func (w *Rewriter) appendAuthority(dst []byte, r httpmsg.Request) []byte {
+	if a := r.Authority(); a != nil {
+		return w.appendHost(dst, a)
+	}
+	if s := r.Server(); s.IsValid() {
+		return w.appendServerHost(dst, s)
+	}
+	if w.mode == hostLiteral {
+		return append(dst, w.literal...)
+	}
+	return dst
+}
+
 func (w *Rewriter) removes(name []byte) bool {
 	for _, s := range w.remove {
-		if equalFold(name, s) {
+		if httpsyntax.EqualFold(name, s) {
 			return true
 		}
 	}
@@ -376,7 +376,7 @@ func (w *Rewriter) removes(name []byte) bool {
 
 func (w *Rewriter) setIndex(name []byte) int {
 	for j := range w.set {
-		if equalFold(name, w.set[j].name) {
+		if httpsyntax.EqualFold(name, w.set[j].name) {
 			return j
 		}
 	}
@@ -426,9 +426,9 @@ func absoluteHost(raw []byte, target httpframe.Span) (start, end int, ok bool) {
 	t := raw[target.Start:target.End]
 	var n int
 	switch {
-	case hasPrefixFold(t, "http://"):
+	case httpsyntax.HasPrefixFold(t, "http://"):
 		n = len("http://")
-	case hasPrefixFold(t, "https://"):
+	case httpsyntax.HasPrefixFold(t, "https://"):
 		n = len("https://")
 	default:
 		return 0, 0, false
@@ -445,10 +445,6 @@ func absoluteHost(raw []byte, target httpframe.Span) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	return target.Start + s, target.Start + e, true
-}
-
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && equalFold(b[:len(prefix)], prefix)
 }
 
 // connOptions remembers where the Connection fields of a request are,
@@ -472,28 +468,78 @@ func (c *connOptions) add(i int) {
 func (c *connOptions) lists(r *httpframe.Request, name []byte) bool {
 	if c.n > len(c.idx) {
 		for i := range r.Headers {
-			if classify(r.Bytes(r.Headers[i].Name)) == fieldConnection && hasOption(r.Bytes(r.Headers[i].Value), name) {
+			if classify(r.Bytes(r.Headers[i].Name)) == fieldConnection && httpsyntax.HasToken(r.Bytes(r.Headers[i].Value), name) {
 				return true
 			}
 		}
 		return false
 	}
 	for _, i := range c.idx[:c.n] {
-		if hasOption(r.Bytes(r.Headers[i].Value), name) {
+		if httpsyntax.HasToken(r.Bytes(r.Headers[i].Value), name) {
 			return true
 		}
 	}
 	return false
 }
 
-// hasOption reports whether the comma-separated list v holds name.
-func hasOption(v, name []byte) bool {
-	for len(v) > 0 {
-		var opt []byte
-		opt, v = nextListItem(v)
-		if equalFoldBytes(opt, name) {
-			return true
+// fieldKind sorts the field names the rewriter treats specially.
+type fieldKind uint8
+
+const (
+	fieldOther fieldKind = iota
+	fieldHost
+	fieldXFF
+	fieldContentLength
+	fieldTransferEncoding
+	fieldConnection
+	fieldTE       // hop-by-hop, but "te: trailers" goes to HTTP/2 shadows
+	fieldHopByHop // Keep-Alive, Proxy-Connection, Upgrade
+	fieldCookie
+)
+
+// classify returns the kind of field name. The switch on length keeps the
+// common case (an ordinary field) to one or two comparisons.
+func classify(name []byte) fieldKind {
+	switch len(name) {
+	case 2:
+		if httpsyntax.EqualFold(name, "te") {
+			return fieldTE
+		}
+	case 4:
+		if httpsyntax.EqualFold(name, "host") {
+			return fieldHost
+		}
+	case 6:
+		if httpsyntax.EqualFold(name, "cookie") {
+			return fieldCookie
+		}
+	case 7:
+		if httpsyntax.EqualFold(name, "upgrade") {
+			return fieldHopByHop
+		}
+	case 10:
+		if httpsyntax.EqualFold(name, "connection") {
+			return fieldConnection
+		}
+		if httpsyntax.EqualFold(name, "keep-alive") {
+			return fieldHopByHop
+		}
+	case 14:
+		if httpsyntax.EqualFold(name, "content-length") {
+			return fieldContentLength
+		}
+	case 15:
+		if httpsyntax.EqualFold(name, "x-forwarded-for") {
+			return fieldXFF
+		}
+	case 16:
+		if httpsyntax.EqualFold(name, "proxy-connection") {
+			return fieldHopByHop
+		}
+	case 17:
+		if httpsyntax.EqualFold(name, "transfer-encoding") {
+			return fieldTransferEncoding
 		}
 	}
-	return false
+	return fieldOther
 }

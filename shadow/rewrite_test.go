@@ -26,7 +26,7 @@ func TestShadowHost(t *testing.T) {
 	}
 }
 
-func TestAppendRequest(t *testing.T) {
+func TestAppendHTTP1(t *testing.T) {
 	v6client := netip.MustParseAddrPort("[2001:db8::7]:40000")
 	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.44]:40000")
 	v6server := netip.MustParseAddrPort("[fd00::2]:8080")
@@ -242,7 +242,10 @@ func TestAppendRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := string(w.AppendRequest([]byte("prefix|"), r))
+			got := string(w.AppendHTTP1([]byte("prefix|"), r))
+			if other := string(w.AppendRequest([]byte("prefix|"), r)); other != got {
+				t.Errorf("AppendRequest differs from AppendHTTP1:\n%q\n%q", other, got)
+			}
 			if !strings.HasPrefix(got, "prefix|") {
 				t.Fatalf("dst not appended to: %q", got)
 			}
@@ -308,7 +311,7 @@ func manyHeaders(n int) []HeaderValue {
 	return hv
 }
 
-func TestAppendRequestDoesNotAllocate(t *testing.T) {
+func TestAppendHTTP1DoesNotAllocate(t *testing.T) {
 	w, _ := NewRewriter(RewriteConfig{SetHeaders: []HeaderValue{{"X-Env", "shadow"}}, RemoveHeaders: []string{"Cookie"}})
 	for _, raw := range []string{
 		"GET http://foo:8080/x HTTP/1.1\nHost: foo:8080\nConnection: keep-alive, X-Hop\nX-Hop: 1\nCookie: a\nX-Forwarded-For: 1.2.3.4\n\n",
@@ -317,8 +320,36 @@ func TestAppendRequestDoesNotAllocate(t *testing.T) {
 		r := parseRequest(t, crlf(raw))
 		r.ServerAddr = netip.MustParseAddrPort("[fd00::2]:8080")
 		buf := make([]byte, 0, 4096)
-		if n := testing.AllocsPerRun(1000, func() { buf = w.AppendRequest(buf[:0], r) }); n != 0 {
-			t.Errorf("%q: %v allocations per AppendRequest", raw, n)
+		if n := testing.AllocsPerRun(1000, func() { buf = w.AppendHTTP1(buf[:0], r) }); n != 0 {
+			t.Errorf("%q: %v allocations per AppendHTTP1", raw, n)
+		}
+	}
+}
+
+func TestIsShadowed(t *testing.T) {
+	for in, want := range map[string]bool{
+		"foo-shadow":            true,
+		"foo.bar.com-shadow":    true,
+		"foo-SHADOW:8080":       true,
+		"[::1]-shadow:8080":     true,
+		"[::1]-shadow":          true,
+		"198.18.0.2-shadow:80":  true,
+		"foo.bar.com":           false,
+		"foo:8080":              false,
+		"foo-shadow.com":        false,
+		"shadow":                false,
+		"-shadow":               true,
+		"":                      false,
+		"[fd00::1:2]:8080":      false,
+	} {
+		if got := IsShadowed([]byte(in)); got != want {
+			t.Errorf("IsShadowed(%q) = %v, want %v", in, got, want)
+		}
+	}
+	// What ShadowHost makes is shadowed.
+	for _, h := range []string{"a", "a:1", "[::1]", "[::1]:80"} {
+		if !IsShadowed([]byte(ShadowHost(h))) {
+			t.Errorf("ShadowHost(%q) = %q is not shadowed", h, ShadowHost(h))
 		}
 	}
 }

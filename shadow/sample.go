@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // denominator is the fixed scale of a sampling fraction: Envoy's
@@ -91,7 +92,7 @@ func NewSampler(percent float64, key string) (*Sampler, error) {
 	if !ok {
 		return nil, fmt.Errorf("shadow sampling key %q: want \"\" or \"header:NAME\"", key)
 	}
-	if !isToken(name) {
+	if !httpsyntax.IsToken(name) {
 		return nil, fmt.Errorf("shadow sampling key %q: %q is not a valid header name", key, name)
 	}
 	s.header = name
@@ -101,8 +102,10 @@ func NewSampler(percent float64, key string) (*Sampler, error) {
 // Numerator returns the share of requests kept, in millionths.
 func (s *Sampler) Numerator() uint32 { return s.numerator }
 
-// Keep reports whether r is to be mirrored. It does not allocate.
-func (s *Sampler) Keep(r *httpframe.Request) bool {
+// Keep reports whether r is to be mirrored. It sees the protocol-neutral
+// view (the key header through r.Header), so HTTP/1 and HTTP/2 requests
+// with the same key value get the same decision. It does not allocate.
+func (s *Sampler) Keep(r httpmsg.Request) bool {
 	// 0 and 100 are decided without consulting any randomness, so that they
 	// are exact and cost nothing.
 	if s.numerator == 0 {
@@ -112,7 +115,7 @@ func (s *Sampler) Keep(r *httpframe.Request) bool {
 		return true
 	}
 	if s.header != "" {
-		if v, ok := headerValue(r, s.header); ok {
+		if v, ok := r.Header(s.header); ok {
 			return KeyHash(v)%denominator < uint64(s.numerator)
 		}
 	}

@@ -1,26 +1,33 @@
 package shadow
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
 func TestSenderMirrorsToHTTPServer(t *testing.T) {
 	ts, rc := newRecordingServer(t, false, nil)
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 2})
-	s.Start()
+	s := newSender(t, SenderConfig{URL: ts.URL})
 	const clients, per = 4, 40
 	for i := range per {
 		for c := range clients {
-			if !s.Send(request(t, clientAddr(c), i, bodyFor(c, i))) {
+			if !s.Send(request(t, clientAddr(c), i, bodyFor(c, i)), nil) {
 				t.Fatal("Send refused a request")
 			}
 		}
@@ -30,6 +37,7 @@ func TestSenderMirrorsToHTTPServer(t *testing.T) {
 	closeSender(t, s)
 
 	reqs := rc.all()
+	checkOnce(t, reqs, clients, per)
 	for _, r := range reqs {
 		seq, _ := strconv.Atoi(r.Header.Get("X-Seq"))
 		var c int
@@ -38,8 +46,8 @@ func TestSenderMirrorsToHTTPServer(t *testing.T) {
 				break
 			}
 		}
-		if r.Host != "shop.example-shadow:8080" {
-			t.Errorf("Host %q", r.Host)
+		if r.Host != "shop.example-shadow:8080" || r.Proto != "HTTP/1.1" {
+			t.Errorf("Host %q proto %q", r.Host, r.Proto)
 		}
 		if want := bodyFor(c, seq); r.Body != want {
 			t.Errorf("client %d request %d: body %q, want %q", c, seq, r.Body, want)
@@ -48,69 +56,37 @@ func TestSenderMirrorsToHTTPServer(t *testing.T) {
 			t.Errorf("request %d: target %q", seq, r.URI)
 		}
 	}
-	byClient := seqsByClient(t, reqs)
-	if len(byClient) != clients {
-		t.Errorf("XFF values %v", byClient)
-	}
-	for c, seqs := range byClient {
-		checkInOrderOnce(t, c, seqs, per)
-	}
 	if st.Status(200) != clients*per || failures(st) != 0 || st.Sent.Load() != clients*per {
 		t.Errorf("stats: %v", st.Snapshot())
 	}
-	if n := st.ConnectionsOpened.Load(); n > 2 {
-		t.Errorf("%d connections for 2 workers", n)
+	if n := st.ConnectionsOpened.Load(); n != uint64(rc.conns.Load()) || n == 0 || int64(n) < st.PeakInFlight.Load()/int64(1) {
+		t.Errorf("connections: sender %d, server %d, peak in flight %d", n, rc.conns.Load(), st.PeakInFlight.Load())
 	}
 }
 
-func TestSenderPipelines(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		inFlight  int
-		n         int
-		maxWrites int64
-	}{
-		{"batches", 0, 200, 20},
-		{"one in flight", 1, 20, 20},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ts, rc := newRecordingServer(t, false, nil)
-			var writes atomic.Int64
-			s := newSender(t, SenderConfig{URL: ts.URL, Workers: 1, MaxInFlight: tc.inFlight, Dial: countingDial(&writes)})
-			// Queue everything first so the worker finds a full queue.
-			for i := range tc.n {
-				s.Send(request(t, testClient, i, bodyFor(0, i)))
-			}
-			s.Start()
-			st := s.Stats()
-			waitFor(t, "all responses", func() bool { return st.Mirrored.Load() == uint64(tc.n) })
-			closeSender(t, s)
-			t.Logf("%d writes for %d requests", writes.Load(), tc.n)
-			if w := writes.Load(); w > tc.maxWrites {
-				t.Errorf("%d writes for %d requests, want at most %d", w, tc.n, tc.maxWrites)
-			}
-			reqs := rc.all()
-			for _, r := range reqs {
-				seq, _ := strconv.Atoi(r.Header.Get("X-Seq"))
-				if r.Body != bodyFor(0, seq) {
-					t.Errorf("request %d: body %q", seq, r.Body)
-				}
-			}
-			checkInOrderOnce(t, "one", seqsByClient(t, reqs)[testClient.Addr().String()], tc.n)
-			if rc.conns.Load() != 1 {
-				t.Errorf("%d connections", rc.conns.Load())
-			}
-		})
+// One request at a time reuses one connection: keep-alive.
+func TestSenderReusesConnection(t *testing.T) {
+	ts, rc := newRecordingServer(t, false, nil)
+	s := newSender(t, SenderConfig{URL: ts.URL})
+	st := s.Stats()
+	for i := range 20 {
+		s.Send(request(t, testClient, i, bodyFor(0, i)), nil)
+		waitFor(t, "answer", func() bool { return st.Mirrored.Load() == uint64(i+1) })
+	}
+	closeSender(t, s)
+	checkOnce(t, rc.all(), 1, 20)
+	checkStats(t, st, map[string]uint64{"opened": 1, "closed_shutdown": 1, "mirrored": 20})
+	if rc.conns.Load() != 1 || st.PeakInFlight.Load() != 1 {
+		t.Errorf("server saw %d connections, peak %d", rc.conns.Load(), st.PeakInFlight.Load())
 	}
 }
 
 func TestSenderChunkedRequestBody(t *testing.T) {
 	ts, rc := newRecordingServer(t, false, nil)
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 1})
+	s := newSender(t, SenderConfig{URL: ts.URL, Ordered: true})
 	s.Send(parseRequest(t, "POST /up HTTP/1.1\r\nHost: up.example\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"+
-		"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n"))
-	s.Send(parseRequest(t, "GET /after HTTP/1.1\r\nHost: up.example\r\n\r\n"))
-	s.Start()
+		"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n"), nil)
+	s.Send(parseRequest(t, "GET /after HTTP/1.1\r\nHost: up.example\r\n\r\n"), nil)
 	waitFor(t, "responses", func() bool { return s.Stats().Mirrored.Load() == 2 })
 	closeSender(t, s)
 	reqs := rc.all()
@@ -151,7 +127,7 @@ func TestSenderResponseShapes(t *testing.T) {
 			io.WriteString(w, "ok")
 		}
 	})
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 1})
+	s := newSender(t, SenderConfig{URL: ts.URL, Ordered: true})
 	reqs := []string{
 		"HEAD /head HTTP/1.1\r\nHost: h\r\n\r\n",
 		"GET /nocontent HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -164,9 +140,8 @@ func TestSenderResponseShapes(t *testing.T) {
 		"GET /after2 HTTP/1.1\r\nHost: h\r\n\r\n",
 	}
 	for _, raw := range reqs {
-		s.Send(parseRequest(t, raw))
+		s.Send(parseRequest(t, raw), nil)
 	}
-	s.Start()
 	st := s.Stats()
 	waitFor(t, "responses", func() bool { return st.Mirrored.Load() == uint64(len(reqs)) })
 	closeSender(t, s)
@@ -185,132 +160,16 @@ func TestSenderResponseShapes(t *testing.T) {
 	if st.Status(200) != 7 || st.Status(204) != 1 || st.Status(304) != 1 || failures(st) != 0 {
 		t.Errorf("stats: %v", st.Snapshot())
 	}
-	// One connection up to /close; the two requests written after it were
-	// never read by the server and went out again on a second one.
-	if st.ConnectionsOpened.Load() != 2 || st.Requeued.Load() != 2 || rc.conns.Load() != 2 {
-		t.Errorf("connections %d (server %d), requeued %d", st.ConnectionsOpened.Load(), rc.conns.Load(), st.Requeued.Load())
-	}
-}
-
-func TestSenderRequeue(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		perConn  int
-		last     string
-		requeued uint64
-		conns    int
-	}{
-		{"read to close", 1, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends with the connection", 4 + 3 + 2 + 1, 5},
-		{"HTTP/1.0 without keep-alive", 2, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 3 + 1, 3},
-		{"connection close after 3", 3, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 17 + 14 + 11 + 8 + 5 + 2, 7},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var rr rawRecorder
-			srv := newRawServer(t, answerThenClose(&rr, tc.perConn, tc.last))
-			s := newSender(t, SenderConfig{URL: srv.URL(), Workers: 1})
-			n := 5
-			if tc.perConn == 3 {
-				n = 20
-			}
-			for i := range n {
-				s.Send(request(t, testClient, i, ""))
-			}
-			s.Start()
-			st := s.Stats()
-			waitFor(t, "responses", func() bool { return st.Mirrored.Load() == uint64(n) })
-			closeSender(t, s)
-			checkInOrderOnce(t, "one", rr.get(), n)
-			if st.Requeued.Load() != tc.requeued || st.ConnectionsOpened.Load() != uint64(tc.conns) ||
-				srv.accepts() != tc.conns || failures(st) != 0 {
-				t.Errorf("requeued %d connections %d (server %d), want %d and %d: %v",
-					st.Requeued.Load(), st.ConnectionsOpened.Load(), srv.accepts(), tc.requeued, tc.conns, st.Snapshot())
-			}
-		})
-	}
-}
-
-func TestSenderHTTPS(t *testing.T) {
-	// The handshake that fails on purpose below would be logged.
-	quiet := func(hs *http.Server) { hs.ErrorLog = log.New(io.Discard, "", 0) }
-	ts, rc := newRecordingServer(t, true, nil, quiet)
-	roots := x509.NewCertPool()
-	roots.AddCert(ts.Certificate())
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 1, TLSConfig: &tls.Config{RootCAs: roots}})
-	s.Start()
-	for i := range 5 {
-		s.Send(request(t, testClient, i, bodyFor(0, i)))
-	}
-	st := s.Stats()
-	waitFor(t, "responses", func() bool { return st.Mirrored.Load() == 5 })
-	closeSender(t, s)
-	for _, r := range rc.all() {
-		if !r.TLS || r.Host != "shop.example-shadow:8080" || r.Proto != "HTTP/1.1" {
-			t.Errorf("request %+v", r)
-		}
-	}
-	if st.ConnectionsOpened.Load() != 1 {
-		t.Errorf("%d connections", st.ConnectionsOpened.Load())
-	}
-
-	// Without the test CA the handshake fails: reason tls.
-	bad := newSender(t, SenderConfig{URL: ts.URL, Workers: 1})
-	bad.Start()
-	bad.Send(request(t, testClient, 0, ""))
-	waitFor(t, "tls failure", func() bool { return bad.Stats().Failed[FailTLS].Load() == 1 })
-	closeSender(t, bad)
-	if bad.Stats().ConnectionsOpened.Load() != 0 || bad.Stats().Mirrored.Load() != 0 {
-		t.Errorf("stats: %v", bad.Stats().Snapshot())
-	}
-}
-
-func TestSenderConnectionsEqualWorkers(t *testing.T) {
-	ts, rc := newRecordingServer(t, false, nil)
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 3})
-	s.Start()
-	const clients, per = 60, 3
-	for i := range per {
-		for c := range clients {
-			s.Send(request(t, clientAddr(c), i, ""))
-		}
-	}
-	st := s.Stats()
-	waitFor(t, "responses", func() bool { return st.Mirrored.Load() == clients*per })
-	closeSender(t, s)
-	if rc.conns.Load() != 3 || st.ConnectionsOpened.Load() != 3 {
-		t.Errorf("server accepted %d connections, sender opened %d; want 3", rc.conns.Load(), st.ConnectionsOpened.Load())
-	}
-}
-
-func TestSenderServerClosesIdleConnection(t *testing.T) {
-	ts, rc := newRecordingServer(t, false, nil, func(hs *http.Server) { hs.IdleTimeout = 30 * time.Millisecond })
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 1})
-	s.Start()
-	st := s.Stats()
-	s.Send(request(t, testClient, 0, ""))
-	waitFor(t, "first response", func() bool { return st.Mirrored.Load() == 1 })
-	// The reader notices the server's close while idle, so the next request
-	// goes out on a new connection instead of failing on the dead one.
-	waitFor(t, "idle close", func() bool {
-		w := s.workers[0]
-		w.connMu.Lock()
-		defer w.connMu.Unlock()
-		return w.cur == nil
-	})
-	s.Send(request(t, testClient, 1, ""))
-	waitFor(t, "second response", func() bool { return st.Mirrored.Load() == 2 })
-	closeSender(t, s)
-	if failures(st) != 0 || st.ConnectionsOpened.Load() != 2 || len(rc.all()) != 2 {
-		t.Errorf("stats: %v", st.Snapshot())
-	}
+	// Ordered, one at a time: one connection up to /close, a second after.
+	checkStats(t, st, map[string]uint64{"opened": 2, "closed_connection_close": 1, "closed_shutdown": 1, "retried": 0, "requeued": 0})
 }
 
 func TestSenderHTTP10WithoutHost(t *testing.T) {
 	ts, rc := newRecordingServer(t, false, nil)
-	s := newSender(t, SenderConfig{URL: ts.URL, Workers: 1})
+	s := newSender(t, SenderConfig{URL: ts.URL, Ordered: true})
 	for range 3 {
-		s.Send(parseRequest(t, "GET /legacy HTTP/1.0\r\nUser-Agent: old\r\n\r\n"))
+		s.Send(parseRequest(t, "GET /legacy HTTP/1.0\r\nUser-Agent: old\r\n\r\n"), nil)
 	}
-	s.Start()
 	st := s.Stats()
 	waitFor(t, "responses", func() bool { return st.Mirrored.Load() == 3 })
 	closeSender(t, s)
@@ -320,45 +179,332 @@ func TestSenderHTTP10WithoutHost(t *testing.T) {
 		}
 	}
 	// "Connection: keep-alive" kept the one connection open.
-	if st.ConnectionsOpened.Load() != 1 || failures(st) != 0 {
-		t.Errorf("stats: %v", st.Snapshot())
+	checkStats(t, st, map[string]uint64{"opened": 1, "mirrored": 3})
+}
+
+func TestSenderHTTPSResumesSessions(t *testing.T) {
+	// The handshake that fails on purpose below would be logged.
+	var resumed, full atomic.Int32
+	tune := func(ts *httptest.Server) {
+		ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+		ts.TLS = &tls.Config{VerifyConnection: func(cs tls.ConnectionState) error {
+			if cs.DidResume {
+				resumed.Add(1)
+			} else {
+				full.Add(1)
+			}
+			return nil
+		}}
+	}
+	release := make(chan struct{})
+	ts, rc := newRecordingServer(t, true, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}, tune)
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	s := newSender(t, SenderConfig{URL: ts.URL, TLSConfig: &tls.Config{RootCAs: roots}})
+	st := s.Stats()
+	// One request first, so that the session ticket is in the cache.
+	s.Send(request(t, testClient, 0, ""), nil)
+	waitFor(t, "first answer", func() bool { return st.Mirrored.Load() == 1 })
+	// The slow request holds the one connection; the next needs another,
+	// which resumes the session.
+	s.Send(parseRequest(t, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"), nil)
+	waitFor(t, "slow request", func() bool { return len(rc.all()) == 2 })
+	s.Send(request(t, testClient, 1, "with a body"), nil)
+	waitFor(t, "third answer", func() bool { return st.Mirrored.Load() == 2 })
+	close(release)
+	waitFor(t, "slow answer", func() bool { return st.Mirrored.Load() == 3 })
+	closeSender(t, s)
+	for _, r := range rc.all() {
+		if !r.TLS || r.Proto != "HTTP/1.1" {
+			t.Errorf("request %+v", r)
+		}
+	}
+	if st.ConnectionsOpened.Load() != 2 || full.Load() != 1 || resumed.Load() != 1 {
+		t.Errorf("%d connections, %d full handshakes, %d resumed", st.ConnectionsOpened.Load(), full.Load(), resumed.Load())
+	}
+
+	// Without the test CA the handshake fails: reason tls.
+	bad := newSender(t, SenderConfig{URL: ts.URL})
+	bad.Send(request(t, testClient, 0, ""), nil)
+	waitFor(t, "tls failure", func() bool { return bad.Stats().Failed[FailTLS].Load() == 1 })
+	closeSender(t, bad)
+	checkStats(t, bad.Stats(), map[string]uint64{"opened": 0, "mirrored": 0})
+}
+
+// A stuck answer holds its own connection and nothing else: while one
+// endless stream (SSE) and one endless chunked download are open, a hundred
+// quick requests from the same client connection all complete.
+func TestSenderStuckAnswerDelaysNothing(t *testing.T) {
+	var streaming sync.WaitGroup
+	stop := make(chan struct{})
+	ts, _ := newRecordingServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events", "/download":
+			streaming.Add(1)
+			defer streaming.Done()
+			if r.URL.Path == "/events" {
+				w.Header().Set("Content-Type", "text/event-stream")
+			}
+			for {
+				if _, err := io.WriteString(w, "data: tick\n\n"); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-stop:
+					return
+				case <-r.Context().Done():
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		default:
+			io.WriteString(w, "ok")
+		}
+	})
+	t.Cleanup(func() { close(stop) })
+	s := newSender(t, SenderConfig{URL: ts.URL, Timeout: time.Minute})
+	s.Send(parseRequest(t, "GET /events HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n"), "events")
+	s.Send(parseRequest(t, "GET /download HTTP/1.1\r\nHost: h\r\n\r\n"), "download")
+	st := s.Stats()
+	waitFor(t, "both streams open", func() bool { return st.ConnectionsBusy.Load() == 2 })
+	for i := range 100 {
+		s.Send(request(t, testClient, i, bodyFor(0, i)), nil)
+	}
+	waitFor(t, "quick answers", func() bool { return st.Mirrored.Load() == 100 })
+	if st.InFlight.Load() != 2 || st.ConnectionsBusy.Load() != 2 {
+		t.Errorf("the streams ended early: %v", st.Snapshot())
+	}
+	// Close gives up on the streams: they fail with shutdown.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.Close(ctx); err == nil {
+		t.Error("Close returned nil with two endless answers")
+	}
+	checkClosed(t, s)
+	checkStats(t, st, map[string]uint64{"mirrored": 100, "failed_shutdown": 2})
+}
+
+// A request of the neutral view with no wire form (as HTTP/2 captures it)
+// goes to an HTTP/1 shadow as HTTP/1.1.
+func TestSenderNeutralRequests(t *testing.T) {
+	ts, rc := newRecordingServer(t, false, nil)
+	s := newSender(t, SenderConfig{URL: ts.URL, Ordered: true})
+	get := newFake("GET", "api.example:8443", "/v1/items?x=1",
+		[2]string{"user-agent", "grpc-go"}, [2]string{"cookie", "a=1"}, [2]string{"cookie", "b=2"},
+		[2]string{"te", "trailers"}, [2]string{"x-forwarded-for", "203.0.113.1"})
+	post := newFake("POST", "api.example", "/upload", [2]string{"content-type", "application/grpc"},
+		[2]string{"content-length", "11"})
+	post.body = "hello world"
+	post.trailers = [][2]string{{"grpc-status", "0"}}
+	put := newFake("PUT", "", "/plain")
+	put.body = "0123456789"
+	stream := newFake("POST", "api.example", "/stream")
+	stream.stream = httpmsg.NewBodyStream(1 << 20)
+	for _, r := range []*fakeReq{get, post, put, stream} {
+		if !s.Send(r, nil) {
+			t.Fatal("refused")
+		}
+	}
+	go func() {
+		for i := range 5 {
+			stream.stream.Write([]byte(fmt.Sprintf("part%d;", i)))
+			time.Sleep(time.Millisecond)
+		}
+		stream.stream.End([]httpmsg.Field{{Name: []byte("x-checksum"), Value: []byte("abc")}})
+	}()
+	st := s.Stats()
+	waitFor(t, "answers", func() bool { return st.Mirrored.Load() == 4 })
+	closeSender(t, s)
+	reqs := rc.all()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests: %+v", len(reqs), reqs)
+	}
+	g, p, u, sr := reqs[0], reqs[1], reqs[2], reqs[3]
+	if g.Method != "GET" || g.URI != "/v1/items?x=1" || g.Host != "api.example-shadow:8443" || g.Proto != "HTTP/1.1" ||
+		g.Header.Get("Cookie") != "a=1; b=2" || len(g.Header["Cookie"]) != 1 || g.Header.Get("Te") != "" ||
+		g.Header.Get("X-Forwarded-For") != "203.0.113.1, 192.0.2.10" || g.Header.Get("User-Agent") != "grpc-go" {
+		t.Errorf("GET arrived as %+v", g)
+	}
+	if p.Body != "hello world" || p.Trailer.Get("Grpc-Status") != "0" || len(p.TransferEncoding) != 1 ||
+		p.Header.Get("Content-Type") != "application/grpc" {
+		t.Errorf("POST with trailers arrived as %+v", p)
+	}
+	if u.Body != "0123456789" || u.Host != "198.18.0.2-shadow:8080" || len(u.TransferEncoding) != 0 {
+		t.Errorf("PUT arrived as %+v", u)
+	}
+	if sr.Body != "part0;part1;part2;part3;part4;" || sr.Trailer.Get("X-Checksum") != "abc" {
+		t.Errorf("streamed POST arrived as %+v", sr)
+	}
+	for _, r := range []*fakeReq{get, post, put, stream} {
+		if n := r.released.Load(); n != 1 {
+			t.Errorf("%s %s released %d times", r.method, r.path, n)
+		}
 	}
 }
 
-func TestNewSenderErrors(t *testing.T) {
+// A body stream that ends early fails its request (aborted) and does not
+// take the connection with it for the others.
+func TestSenderStreamAborted(t *testing.T) {
+	var complete atomic.Int32
+	srv := newRawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err != nil {
+				return
+			}
+			complete.Add(1)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	s := newSender(t, SenderConfig{URL: srv.URL()})
+	up := newFake("POST", "a", "/up")
+	up.stream = httpmsg.NewBodyStream(1 << 10)
+	s.Send(up, nil)
+	up.stream.Write([]byte("some"))
+	up.stream.Abort(io.ErrUnexpectedEOF)
+	st := s.Stats()
+	waitFor(t, "failure", func() bool { return st.Failed[FailAborted].Load() == 1 })
+	s.Send(request(t, testClient, 0, ""), nil)
+	waitFor(t, "answer", func() bool { return st.Mirrored.Load() == 1 })
+	closeSender(t, s)
+	if complete.Load() != 1 || up.released.Load() != 1 {
+		t.Errorf("server read %d whole requests, released %d", complete.Load(), up.released.Load())
+	}
+}
+
+// The Answer callback gets every request's end once, with its tag: the
+// answer's status, fields in order, trailers and body up to the cap, or why
+// it failed.
+func TestSenderAnswer(t *testing.T) {
+	body := strings.Repeat("0123456789", 10)
+	srv := newRawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			switch req.URL.Path {
+			case "/chunked":
+				fmt.Fprintf(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nZ-First: 1\r\nA-Second: 2\r\nZ-First: 3\r\n"+
+					"Transfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"+
+					"5;ext=x\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Sum: 42\r\nX-Other:  7 \r\n\r\n", body[:5], len(body)-5, body[5:])
+			case "/length":
+				fmt.Fprintf(c, "HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			case "/short":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			case "/eof":
+				fmt.Fprintf(c, "HTTP/1.0 200 OK\r\n\r\n%s", body)
+				finish(c)
+				return
+			case "/broken":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+				finish(c)
+				return
+			}
+		}
+	})
+	var mu sync.Mutex
+	got := map[string][]*httpmsg.Answer{}
+	fails := map[string]FailReason{}
+	s := newSender(t, SenderConfig{URL: srv.URL(), AnswerBodyCap: 32, Ordered: true,
+		Answer: func(tag any, a *httpmsg.Answer, fail FailReason, ok bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				got[tag.(string)] = append(got[tag.(string)], a)
+			} else {
+				fails[tag.(string)] = fail
+			}
+		}})
+	t0 := time.Now()
+	for _, p := range []string{"/chunked", "/length", "/short", "/eof", "/broken"} {
+		s.Send(parseRequest(t, "GET "+p+" HTTP/1.1\r\nHost: h\r\n\r\n"), p)
+	}
+	closeSender(t, s)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range []string{"/chunked", "/length", "/short", "/eof"} {
+		if len(got[p]) != 1 {
+			t.Fatalf("%s: %d answers", p, len(got[p]))
+		}
+	}
+	if len(fails) != 1 || fails["/broken"] != FailReset {
+		t.Errorf("failures %v", fails)
+	}
+	field := func(fs []httpmsg.Field) string {
+		var b strings.Builder
+		for _, f := range fs {
+			fmt.Fprintf(&b, "%s=%s;", f.Name, f.Value)
+		}
+		return b.String()
+	}
+	a := got["/chunked"][0]
+	if a.Status != 201 || a.Proto != httpmsg.HTTP11 ||
+		field(a.Header) != "Z-First=1;A-Second=2;Z-First=3;Transfer-Encoding=chunked;Trailer=X-Sum;" ||
+		field(a.Trailer) != "X-Sum=42;X-Other=7;" || string(a.Body) != body[:32] || a.BodyLen != 100 || !a.Truncated ||
+		a.Start.Before(t0) || a.End.Before(a.Start) {
+		t.Errorf("chunked answer %d %q %q %q %d %v", a.Status, field(a.Header), field(a.Trailer), a.Body, a.BodyLen, a.Truncated)
+	}
+	if v, ok := a.Get("a-second"); !ok || string(v) != "2" {
+		t.Errorf("Get: %q %v", v, ok)
+	}
+	if a := got["/length"][0]; a.Status != 404 || string(a.Body) != body[:32] || a.BodyLen != 100 || !a.Truncated {
+		t.Errorf("length answer %+v", a)
+	}
+	if a := got["/short"][0]; string(a.Body) != "ok" || a.BodyLen != 2 || a.Truncated || a.Trailer != nil {
+		t.Errorf("short answer %+v", a)
+	}
+	if a := got["/eof"][0]; a.Proto != httpmsg.HTTP10 || a.BodyLen != 100 || len(a.Body) != 32 {
+		t.Errorf("read-to-close answer %+v", a)
+	}
+}
+
+func TestNewHTTP1Errors(t *testing.T) {
 	for _, tc := range []struct {
 		cfg SenderConfig
 		err string
 	}{
 		{SenderConfig{URL: ""}, "want http"},
 		{SenderConfig{URL: "ftp://x"}, "want http"},
-		{SenderConfig{URL: "x:80"}, "want http"},
 		{SenderConfig{URL: "http://"}, "missing host"},
 		{SenderConfig{URL: "http://x/api"}, "path"},
 		{SenderConfig{URL: "http://x?a=1"}, "query"},
-		{SenderConfig{URL: "http://x#f"}, "fragment"},
 		{SenderConfig{URL: "http://u:p@x"}, "host[:port]"},
 		{SenderConfig{URL: "http://x:0"}, "invalid port"},
-		{SenderConfig{URL: "http://x:65536"}, "invalid port"},
-		{SenderConfig{URL: "http://x", Workers: -1}, "workers"},
 		{SenderConfig{URL: "http://x", Timeout: -time.Second}, "timeout"},
-		{SenderConfig{URL: "http://x", QueueRequests: -1}, "queue length"},
+		{SenderConfig{URL: "http://x", IdleTimeout: -time.Second}, "idle timeout"},
+		{SenderConfig{URL: "http://x", MaxConnections: -1}, "max connections"},
+		{SenderConfig{URL: "http://x", MaxPending: -1}, "max pending"},
+		{SenderConfig{URL: "http://x", MaxRequests: -1}, "max requests"},
+		{SenderConfig{URL: "http://x", Pipeline: -1}, "pipeline"},
 		{SenderConfig{URL: "http://x", QueueBytes: -1}, "queue bytes"},
-		{SenderConfig{URL: "http://x", MaxInFlight: -1}, "in flight"},
 	} {
-		if _, err := NewSender(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
+		if _, err := NewHTTP1(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%+v: error %v, want one containing %q", tc.cfg, err, tc.err)
 		}
 	}
-	for _, tc := range []struct{ url, addr string }{
-		{"http://shadow", "shadow:80"},
-		{"https://shadow/", "shadow:443"},
-		{"HTTP://Shadow:8080", "Shadow:8080"},
-		{"https://[fd00::5]", "[fd00::5]:443"},
-	} {
-		addr, _, _, err := parseShadowURL(tc.url)
-		if err != nil || addr != tc.addr {
-			t.Errorf("%s: %q %v, want %q", tc.url, addr, err, tc.addr)
-		}
+	s, err := NewHTTP1(SenderConfig{URL: "https://[fd00::5]"})
+	if err != nil || s.ep.addr != "[fd00::5]:443" || s.ep.tls.ServerName != "fd00::5" ||
+		s.ep.tls.ClientSessionCache == nil || len(s.ep.tls.NextProtos) != 1 || s.ep.tls.NextProtos[0] != "http/1.1" ||
+		s.rw.scheme != "https" {
+		t.Fatalf("https sender: %v %+v", err, s)
 	}
+	d := s.set
+	if d.timeout != DefaultTimeout || d.idle != DefaultIdleTimeout || d.maxConns != 1024 || d.maxPending != 1024 ||
+		d.maxRequests != 1024 || d.maxBytes != 64<<20 || d.pipe != 1 || d.answerCap != DefaultAnswerBodyCap {
+		t.Errorf("defaults %+v", d)
+	}
+	closeSender(t, s)
 }

@@ -9,17 +9,26 @@ import (
 	"time"
 )
 
-// DropReason says why Send refused a request.
+// DropReason says why Send refused a request. A dropped request is never
+// queued, and Send returns false for it.
 type DropReason uint8
 
 // Reasons for a request not to be queued.
 const (
-	DropQueueFull  DropReason = iota // the worker's queue or the byte budget was full
-	DropClosed                       // Send was called after Close
-	NumDropReasons                   // the number of DropReason values
+	// DropOverflow: a limit was reached (the byte budget, or MaxPending
+	// requests already waiting for a connection), as Envoy's circuit
+	// breakers overflow.
+	DropOverflow   DropReason = iota
+	DropClosed                // Send was called after Close
+	NumDropReasons            // the number of DropReason values
+
+	// DropQueueFull is the former name of DropOverflow.
+	//
+	// Deprecated: use DropOverflow; its label is "overflow".
+	DropQueueFull = DropOverflow
 )
 
-var dropNames = [NumDropReasons]string{"queue_full", "closed"}
+var dropNames = [NumDropReasons]string{"overflow", "closed"}
 
 // String returns the reason as a snake_case metric label.
 func (r DropReason) String() string {
@@ -32,17 +41,18 @@ func (r DropReason) String() string {
 // FailReason says why a queued request got no complete response.
 type FailReason uint8
 
-// Reasons for a queued request to fail. No failed request is retried.
+// Reasons for a queued request to fail. A failed request is never sent
+// again, except as Stats.Retried and Stats.Requeued count.
 const (
 	FailConnect    FailReason = iota // dialling failed (refused, unreachable, timed out)
-	FailTLS                          // the TLS handshake failed
+	FailTLS                          // the TLS handshake failed, or the shadow chose another protocol than http/1.1
 	FailWrite                        // writing the request failed
 	FailTimeout                      // no complete response within Timeout
-	FailAborted                      // the connection failed while the request waited behind another one
+	FailAborted                      // its connection failed while it waited behind another request (pipelining), or its body stream ended early
 	FailReset                        // reset or EOF before the response was complete
 	FailProtocol                     // the response could not be parsed
 	FailShutdown                     // Close gave up waiting for it
-	FailBackoff                      // not sent: the worker waits before trying the shadow again, after a dial or a connection failed without any response
+	FailBackoff                      // not sent: no connection was open and dialling waits after a failed dial
 	NumFailReasons                   // the number of FailReason values
 )
 
@@ -58,22 +68,73 @@ func (r FailReason) String() string {
 	return fmt.Sprintf("fail_reason_%d", uint8(r))
 }
 
+// CloseCause says why a connection to the shadow was closed.
+type CloseCause uint8
+
+// Causes of a connection's end.
+const (
+	CloseIdleTimeout     CloseCause = iota // unused for IdleTimeout
+	CloseShadowClosed                      // the shadow closed it (or reset it) while no answer was being read
+	CloseConnectionClose                   // an answer ended it: Connection: close, HTTP/1.0 without keep-alive, or a body delimited by the close
+	CloseTimeout                           // a request on it timed out
+	CloseError                             // a read, write or protocol error
+	CloseShutdown                          // Close
+	NumCloseCauses                         // the number of CloseCause values
+)
+
+var closeNames = [NumCloseCauses]string{
+	"idle_timeout", "shadow_closed", "connection_close", "timeout", "error", "shutdown",
+}
+
+// String returns the cause as a snake_case metric label.
+func (c CloseCause) String() string {
+	if c < NumCloseCauses {
+		return closeNames[c]
+	}
+	return fmt.Sprintf("close_cause_%d", uint8(c))
+}
+
 const (
 	minStatus = 100
 	maxStatus = 599
 )
 
 // Stats counts what a Sender did. Every field is updated atomically, so the
-// agent can read them at any time while the Sender runs. Once Close has
-// returned, every queued request has been counted exactly once in Mirrored
-// or Failed.
+// agent can read them at any time while the Sender runs; several Senders
+// may share one Stats (a rule's old and new sender during a reload).
+//
+// The ledger: every request given to Send is counted once, in Dropped (not
+// queued) or in Queued; once Close has returned, every queued request has
+// been counted exactly once in Mirrored or Failed.
 type Stats struct {
-	Queued            atomic.Uint64 // requests accepted by Send
-	Sent              atomic.Uint64 // request writes that succeeded (a requeued request counts again)
-	Mirrored          atomic.Uint64 // requests whose complete response was read
-	Requeued          atomic.Uint64 // requests written again because the server closed before reading them
-	ConnectionsOpened atomic.Uint64 // connections (and TLS sessions) established to the shadow
-	QueueBytes        atomic.Int64  // bytes of requests held now, queued or awaiting a response
+	Queued   atomic.Uint64 // requests accepted by Send
+	Sent     atomic.Uint64 // request writes that succeeded (a request sent again counts again)
+	Mirrored atomic.Uint64 // requests whose complete response was read
+	// Retried counts requests sent again on a fresh connection where
+	// net/http's Transport would retry: the connection had been used
+	// before, no byte of the answer arrived, and the request is
+	// idempotent or none of it had been written. At most once per request.
+	Retried atomic.Uint64
+	// Requeued counts requests that the shadow provably did not process,
+	// put back in line: pipelined behind an answer that closed the
+	// connection, or assigned to a connection that failed before they
+	// were written.
+	Requeued atomic.Uint64
+
+	ConnectionsOpened atomic.Uint64                 // connections (and TLS sessions) established to the shadow
+	ConnectionsClosed [NumCloseCauses]atomic.Uint64 // by CloseCause
+
+	// Gauges.
+	QueueBytes            atomic.Int64 // bytes of requests held now, from Send until answered or failed
+	InFlight              atomic.Int64 // requests on a connection: being written or awaiting their answer
+	Pending               atomic.Int64 // requests waiting for a connection (or, Ordered, for their turn)
+	ConnectionsOpen       atomic.Int64 // connections established and not yet closed
+	ConnectionsBusy       atomic.Int64 // open connections carrying a request
+	ConnectionsIdle       atomic.Int64 // open connections waiting for one
+	ConnectionsConnecting atomic.Int64 // dials and TLS handshakes in progress
+	// PeakInFlight is the highest InFlight seen since the start: the
+	// concurrency the shadow was asked for.
+	PeakInFlight atomic.Int64
 
 	Dropped [NumDropReasons]atomic.Uint64 // by DropReason
 	Failed  [NumFailReasons]atomic.Uint64 // by FailReason
@@ -93,6 +154,17 @@ func (s *Stats) countStatus(code int) {
 		return
 	}
 	s.statusOther.Add(1)
+}
+
+// addInFlight moves the InFlight gauge by d and keeps PeakInFlight.
+func (s *Stats) addInFlight(d int64) {
+	v := s.InFlight.Add(d)
+	for {
+		p := s.PeakInFlight.Load()
+		if v <= p || s.PeakInFlight.CompareAndSwap(p, v) {
+			return
+		}
+	}
 }
 
 // Status returns the number of final responses with status code, or with a
@@ -122,38 +194,62 @@ func (s *Stats) VisitStatus(fn func(code int, n uint64)) {
 	}
 }
 
-// Snapshot is a copy of Stats in plain values, for a summary.
+// Snapshot is a copy of Stats in plain values, for a summary. Map keys are
+// the String labels of the reasons and causes.
 type Snapshot struct {
-	Queued            uint64            `json:"queued"`
-	Sent              uint64            `json:"sent"`
-	Mirrored          uint64            `json:"mirrored"`
-	Requeued          uint64            `json:"requeued"`
-	ConnectionsOpened uint64            `json:"connections_opened"`
-	QueueBytes        int64             `json:"queue_bytes"`
-	Dropped           map[string]uint64 `json:"dropped"`   // non-zero counts by DropReason label
-	Failed            map[string]uint64 `json:"failed"`    // non-zero counts by FailReason label
-	Status            map[int]uint64    `json:"status"`    // non-zero counts by final status; 0 is "other"
-	Responses         uint64            `json:"responses"` // responses in the latency histogram
-	LatencyP50        time.Duration     `json:"latency_p50_ns"`
-	LatencyP99        time.Duration     `json:"latency_p99_ns"`
+	Queued                uint64            `json:"queued"`
+	Sent                  uint64            `json:"sent"`
+	Mirrored              uint64            `json:"mirrored"`
+	Retried               uint64            `json:"retried"`
+	Requeued              uint64            `json:"requeued"`
+	ConnectionsOpened     uint64            `json:"connections_opened"`
+	ConnectionsClosed     map[string]uint64 `json:"connections_closed"` // non-zero counts by CloseCause label
+	QueueBytes            int64             `json:"queue_bytes"`
+	InFlight              int64             `json:"in_flight"`
+	Pending               int64             `json:"pending"`
+	PeakInFlight          int64             `json:"peak_in_flight"`
+	ConnectionsOpen       int64             `json:"connections_open"`
+	ConnectionsBusy       int64             `json:"connections_busy"`
+	ConnectionsIdle       int64             `json:"connections_idle"`
+	ConnectionsConnecting int64             `json:"connections_connecting"`
+	Dropped               map[string]uint64 `json:"dropped"`   // non-zero counts by DropReason label
+	Failed                map[string]uint64 `json:"failed"`    // non-zero counts by FailReason label
+	Status                map[int]uint64    `json:"status"`    // non-zero counts by final status; 0 is "other"
+	Responses             uint64            `json:"responses"` // responses in the latency histogram
+	LatencyP50            time.Duration     `json:"latency_p50_ns"`
+	LatencyP99            time.Duration     `json:"latency_p99_ns"`
 }
 
 // Snapshot copies the counters. The copy is not atomic as a whole: counters
 // read later may include requests that earlier ones do not.
 func (s *Stats) Snapshot() Snapshot {
 	sn := Snapshot{
-		Queued:            s.Queued.Load(),
-		Sent:              s.Sent.Load(),
-		Mirrored:          s.Mirrored.Load(),
-		Requeued:          s.Requeued.Load(),
-		ConnectionsOpened: s.ConnectionsOpened.Load(),
-		QueueBytes:        s.QueueBytes.Load(),
-		Dropped:           map[string]uint64{},
-		Failed:            map[string]uint64{},
-		Status:            map[int]uint64{},
-		Responses:         s.Latency.Count(),
-		LatencyP50:        s.Latency.Quantile(0.5),
-		LatencyP99:        s.Latency.Quantile(0.99),
+		Queued:                s.Queued.Load(),
+		Sent:                  s.Sent.Load(),
+		Mirrored:              s.Mirrored.Load(),
+		Retried:               s.Retried.Load(),
+		Requeued:              s.Requeued.Load(),
+		ConnectionsOpened:     s.ConnectionsOpened.Load(),
+		ConnectionsClosed:     map[string]uint64{},
+		QueueBytes:            s.QueueBytes.Load(),
+		InFlight:              s.InFlight.Load(),
+		Pending:               s.Pending.Load(),
+		PeakInFlight:          s.PeakInFlight.Load(),
+		ConnectionsOpen:       s.ConnectionsOpen.Load(),
+		ConnectionsBusy:       s.ConnectionsBusy.Load(),
+		ConnectionsIdle:       s.ConnectionsIdle.Load(),
+		ConnectionsConnecting: s.ConnectionsConnecting.Load(),
+		Dropped:               map[string]uint64{},
+		Failed:                map[string]uint64{},
+		Status:                map[int]uint64{},
+		Responses:             s.Latency.Count(),
+		LatencyP50:            s.Latency.Quantile(0.5),
+		LatencyP99:            s.Latency.Quantile(0.99),
+	}
+	for c := range CloseCause(NumCloseCauses) {
+		if n := s.ConnectionsClosed[c].Load(); n > 0 {
+			sn.ConnectionsClosed[c.String()] = n
+		}
 	}
 	for r := range DropReason(NumDropReasons) {
 		if n := s.Dropped[r].Load(); n > 0 {
@@ -172,8 +268,11 @@ func (s *Stats) Snapshot() Snapshot {
 // String formats the snapshot on one line, maps in sorted order.
 func (sn Snapshot) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "queued=%d sent=%d mirrored=%d requeued=%d connections=%d queue_bytes=%d",
-		sn.Queued, sn.Sent, sn.Mirrored, sn.Requeued, sn.ConnectionsOpened, sn.QueueBytes)
+	fmt.Fprintf(&b, "queued=%d sent=%d mirrored=%d retried=%d requeued=%d in_flight=%d pending=%d peak_in_flight=%d queue_bytes=%d",
+		sn.Queued, sn.Sent, sn.Mirrored, sn.Retried, sn.Requeued, sn.InFlight, sn.Pending, sn.PeakInFlight, sn.QueueBytes)
+	fmt.Fprintf(&b, " connections_opened=%d connections_open=%d connections_busy=%d connections_idle=%d connections_connecting=%d",
+		sn.ConnectionsOpened, sn.ConnectionsOpen, sn.ConnectionsBusy, sn.ConnectionsIdle, sn.ConnectionsConnecting)
+	writeMap(&b, "connections_closed", sn.ConnectionsClosed)
 	writeMap(&b, "dropped", sn.Dropped)
 	writeMap(&b, "failed", sn.Failed)
 	codes := make([]int, 0, len(sn.Status))
@@ -339,14 +438,26 @@ func (h *Histogram) AddTo(dst *Histogram) {
 }
 
 // AddTo adds every counter of s to dst: the totals of several Senders (one
-// per rule) for a summary. Gauges are added too.
+// per rule) for a summary. Gauges are added too, and so are the peaks (the
+// sum is an upper bound of the peak of the total).
 func (s *Stats) AddTo(dst *Stats) {
 	dst.Queued.Add(s.Queued.Load())
 	dst.Sent.Add(s.Sent.Load())
 	dst.Mirrored.Add(s.Mirrored.Load())
+	dst.Retried.Add(s.Retried.Load())
 	dst.Requeued.Add(s.Requeued.Load())
 	dst.ConnectionsOpened.Add(s.ConnectionsOpened.Load())
+	for i := range s.ConnectionsClosed {
+		dst.ConnectionsClosed[i].Add(s.ConnectionsClosed[i].Load())
+	}
 	dst.QueueBytes.Add(s.QueueBytes.Load())
+	dst.InFlight.Add(s.InFlight.Load())
+	dst.Pending.Add(s.Pending.Load())
+	dst.PeakInFlight.Add(s.PeakInFlight.Load())
+	dst.ConnectionsOpen.Add(s.ConnectionsOpen.Load())
+	dst.ConnectionsBusy.Add(s.ConnectionsBusy.Load())
+	dst.ConnectionsIdle.Add(s.ConnectionsIdle.Load())
+	dst.ConnectionsConnecting.Add(s.ConnectionsConnecting.Load())
 	for i := range s.Dropped {
 		dst.Dropped[i].Add(s.Dropped[i].Load())
 	}

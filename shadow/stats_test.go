@@ -91,17 +91,24 @@ func TestStatsSnapshot(t *testing.T) {
 	st.Queued.Add(3)
 	st.Mirrored.Add(2)
 	st.Failed[FailTimeout].Add(1)
-	st.Dropped[DropQueueFull].Add(4)
+	st.Dropped[DropOverflow].Add(4)
 	st.countStatus(200)
 	st.countStatus(503)
 	st.countStatus(42)
 	st.Latency.Observe(3 * time.Millisecond)
+	st.ConnectionsClosed[CloseIdleTimeout].Add(2)
+	st.addInFlight(7)
+	st.addInFlight(-2)
+	st.Retried.Add(1)
 	sn := st.Snapshot()
+	if sn.InFlight != 5 || sn.PeakInFlight != 7 || sn.ConnectionsClosed["idle_timeout"] != 2 {
+		t.Errorf("snapshot %+v", sn)
+	}
 	if sn.Status[200] != 1 || sn.Status[503] != 1 || sn.Status[0] != 1 || st.Status(0) != 1 || st.Status(42) != 0 {
 		t.Errorf("status %v", sn.Status)
 	}
 	s := sn.String()
-	for _, want := range []string{"queued=3", "mirrored=2", "failed_timeout=1", "dropped_queue_full=4", "status_200=1", "status_other=1", "p50="} {
+	for _, want := range []string{"queued=3", "mirrored=2", "failed_timeout=1", "dropped_overflow=4", "connections_closed_idle_timeout=2", "in_flight=5", "peak_in_flight=7", "retried=1", "status_200=1", "status_other=1", "p50="} {
 		if !strings.Contains(s, want) {
 			t.Errorf("%q lacks %q", s, want)
 		}
@@ -118,12 +125,16 @@ func TestStatsAddTo(t *testing.T) {
 	b.Mirrored.Add(1)
 	b.countStatus(503)
 	b.Latency.Observe(3 * time.Millisecond)
-	b.Dropped[DropQueueFull].Add(4)
+	b.Dropped[DropOverflow].Add(4)
+	b.ConnectionsClosed[CloseShutdown].Add(3)
+	b.Retried.Add(2)
+	a.ConnectionsOpen.Add(1)
 	a.AddTo(&sum)
 	b.AddTo(&sum)
 	sn := sum.Snapshot()
 	if sn.Mirrored != 3 || sn.Status[200] != 2 || sn.Status[503] != 1 || sn.Responses != 2 ||
-		sn.Failed["timeout"] != 1 || sn.Dropped["queue_full"] != 4 || sum.Latency.Sum() != 4*time.Millisecond {
+		sn.Failed["timeout"] != 1 || sn.Dropped["overflow"] != 4 || sum.Latency.Sum() != 4*time.Millisecond ||
+		sn.ConnectionsClosed["shutdown"] != 3 || sn.Retried != 2 || sn.ConnectionsOpen != 1 {
 		t.Errorf("sum %+v", sn)
 	}
 }
