@@ -4,11 +4,37 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
+	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/config"
 )
+
+// Capture is the live capture as Run drives it. capture.Live is the real
+// one; a test puts a fake in Config.StartCapture to run the agent's
+// lifecycle (reload, readiness, stop, drain) without root or a kernel.
+type Capture interface {
+	Interfaces() []capture.Interface
+	SetFilter(ports []uint16, dests []netip.Prefix) error
+	Stats() (capture.Stats, error)
+	// Failed is closed when the capture stops on its own; Err says why.
+	Failed() <-chan struct{}
+	Err() error
+	// Stop detaches and delivers to the sink what was copied before;
+	// Close releases the kernel side.
+	Stop()
+	Close() error
+}
+
+// StartCapture starts a capture that feeds sink.
+type StartCapture func(cfg capture.Config, sink bpf.Sink, log *slog.Logger) (Capture, error)
+
+func startLive(cfg capture.Config, sink bpf.Sink, log *slog.Logger) (Capture, error) {
+	return capture.Start(cfg, sink, log)
+}
 
 // Run attaches the tee, mirrors until ctx is done, then detaches, drains
 // and returns the summary. A summary is returned whenever the tee ran, also
@@ -20,20 +46,20 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	log := cfg.Logger
 
-	var err error
+	// The rules: from a file that is watched, or from the command line.
 	m := newMirror(log, cfg.DrainTimeout)
 	st := &stats{start: time.Now(), mirror: m}
-	// New rules reach the routes first, then the kernel filter, so that
-	// new ports find their rule.
-	var live *liveCapture
+	var live Capture
 	apply := func(f *config.File) error {
+		// New rules reach the routes first, then the kernel filter, so
+		// that new ports find their rule.
 		if err := m.apply(f); err != nil {
 			return err
 		}
 		if live == nil {
 			return nil
 		}
-		return live.setFilter(f.Ports(), f.Destinations())
+		return live.SetFilter(f.Ports(), f.Destinations())
 	}
 	if cfg.RulesPath != "" {
 		st.reloads = config.NewReloader(cfg.RulesPath, apply, log)
@@ -46,37 +72,26 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	} else if err := apply(cfg.Rules); err != nil {
 		return nil, err
 	}
+
+	// Kernel -> pipeline (reassembly, framing) -> mirror (rules, senders).
 	pipe := NewPipeline(PipelineConfig{
 		Shards:     cfg.Shards,
 		Backlog:    cfg.Backlog,
+		Live:       true,
 		Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 		Framing:    m.framingConfig(cfg.Limits),
-		Live:       true,
 		Stats:      &st.capture,
 	})
-	live, err = startCapture(cfg.Capture, pipe, log)
+	var err error
+	live, err = cfg.StartCapture(cfg.Capture, pipe, log)
 	if err != nil {
 		pipe.Close()
 		m.close(closedContext())
 		return nil, err
 	}
-	st.kernel = live.counters
-	st.ifaces = &live.ifaces
+	st.live, st.interfaces = live.Stats, live.Interfaces
 
-	// Reload the rules on file change and SIGHUP.
-	reloadCtx, stopReload := context.WithCancel(context.Background())
-	reloadDone := make(chan struct{})
-	if st.reloads != nil {
-		go func() {
-			defer close(reloadDone)
-			if err := st.reloads.Run(reloadCtx, cfg.Hup); err != nil && reloadCtx.Err() == nil {
-				log.Error("rules file watch", "err", err)
-			}
-		}()
-	} else {
-		close(reloadDone)
-	}
-
+	stopReload := watchRules(st.reloads, cfg.Hup, log)
 	var metrics *metricsServer
 	// stop undoes everything in order and yields the summary.
 	stop := func() *Summary {
@@ -84,8 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			metrics.ready.Store(false)
 		}
 		stopReload()
-		<-reloadDone
-		live.stop()
+		live.Stop()
 		pipe.Close()
 		drain, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 		defer cancel()
@@ -99,13 +113,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			os.Remove(cfg.ReadyFile)
 		}
 		sum := st.summary()
-		live.close()
+		live.Close()
 		return sum
 	}
 
-	ready := Ready{PID: os.Getpid(), Interfaces: live.interfaces()}
+	ready := Ready{PID: os.Getpid(), Interfaces: live.Interfaces()}
 	if cfg.MetricsAddr != "" {
-		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st, live.interfaces, pipe.Streams), cfg.Pprof)
+		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st.summary), cfg.Pprof)
 		if err != nil {
 			return stop(), fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
 		}
@@ -121,31 +135,53 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	for _, r := range cfg.Rules.Rules {
 		log.Info("mirroring", "rule", r.Name, "shadow", r.Shadow.URL, "percent", r.Percentage, "ports", r.Match.Ports)
 	}
+	runErr := waitEnd(ctx, live, st, cfg.StatsInterval, log)
+	return stop(), runErr
+}
 
-	var runErr error
-	statsTick := make(<-chan time.Time)
-	if cfg.StatsInterval > 0 {
-		t := time.NewTicker(cfg.StatsInterval)
+// watchRules reloads the rules on file change and SIGHUP until the returned
+// func is called; without a rules file it does nothing.
+func watchRules(rl *config.Reloader, hup <-chan os.Signal, log *slog.Logger) (stop func()) {
+	if rl == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := rl.Run(ctx, hup); err != nil && ctx.Err() == nil {
+			log.Error("rules file watch", "err", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// waitEnd waits for ctx or for the capture to fail, logging a one-line
+// summary every interval (0: never).
+func waitEnd(ctx context.Context, live Capture, st *stats, interval time.Duration, log *slog.Logger) error {
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
 		defer t.Stop()
-		statsTick = t.C
+		tick = t.C
 	}
 	last := st.summary()
-wait:
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping", "cause", context.Cause(ctx))
-			break wait
-		case <-live.failed():
-			runErr = fmt.Errorf("capture stopped: %w", live.err())
-			break wait
-		case <-statsTick:
+			return nil
+		case <-live.Failed():
+			return fmt.Errorf("capture stopped: %w", live.Err())
+		case <-tick:
 			cur := st.summary()
 			logStats(log, last, cur)
 			last = cur
 		}
 	}
-	return stop(), runErr
 }
 
 // logStats writes the periodic one-line summary: totals and what changed.

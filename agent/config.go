@@ -14,13 +14,17 @@ import (
 	"time"
 
 	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/reassembly"
 )
 
 // Config is everything a live tee needs. The CLI builds it from flags.
 type Config struct {
-	Capture CaptureConfig
+	Capture capture.Config
+	// StartCapture starts the live capture; nil: the kernel's
+	// (capture.Start). Tests give a fake.
+	StartCapture StartCapture
 	// Rules say what is mirrored where. With RulesPath set they were loaded
 	// from that file, which is then watched: a change (or SIGHUP on Hup)
 	// replaces them without detaching, and the kernel filter follows.
@@ -96,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.StartCapture == nil {
+		c.StartCapture = startLive
 	}
 	if c.Rules != nil {
 		// The kernel copies what the rules name.

@@ -14,155 +14,274 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/shadow"
 )
 
-// collector exposes the run's counters to Prometheus. It reads the atomic
-// counters at scrape time, so the packet path pays nothing for metrics.
-type collector struct {
-	s          *stats
-	interfaces func() []ReadyInterface
-	streams    func() int
-
-	packets, kernelDrops, copiedBytes           *prometheus.Desc
-	segments, backlogDrops, backlogBytes        *prometheus.Desc
-	streamsActive, streamsTotal, gaps, gapBytes *prometheus.Desc
-	requests, skipped, dropped, failed          *prometheus.Desc
-	ruleRequests, reloads                       *prometheus.Desc
-	responses, latency, connections, queueBytes *prometheus.Desc
-	attached, ifaceEvents                       *prometheus.Desc
+// family is one Prometheus metric family: its name (after "shadowtee_"),
+// help and labels, and how its samples come out of a Summary. /metrics and
+// the exit summary are made from the same Summary, so they always agree;
+// this list is the one place that names the metrics, and README's list is
+// checked against it.
+type family struct {
+	name    string
+	kind    prometheus.ValueType
+	help    string
+	labels  []string
+	samples func(s *Summary, emit func(v float64, labels ...string))
 }
 
-func newCollector(s *stats, interfaces func() []ReadyInterface, streams func() int) *collector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc("shadowtee_"+name, help, labels, nil)
+// reasonSamples emits one sample per reason of a summary map, with the extra
+// labels first.
+func reasonSamples(m map[string]uint64, emit func(v float64, labels ...string), first ...string) {
+	for k, v := range m {
+		emit(float64(v), append(first[:len(first):len(first)], k)...)
 	}
-	return &collector{
-		s: s, interfaces: interfaces, streams: streams,
-		packets:       d("packets_total", "Packets seen by the kernel program, matched to a watched port, and copied whole.", "result"),
-		kernelDrops:   d("packet_drops_total", "Matched packets the kernel program could not copy (whole), by reason.", "reason"),
-		copiedBytes:   d("copied_bytes_total", "TCP payload bytes copied by the kernel program."),
-		segments:      d("segments_total", "Segments read from the capture."),
-		backlogDrops:  d("segment_drops_total", "Segments dropped in user space because the workers were behind.", "reason"),
-		backlogBytes:  d("backlog_bytes", "Payload bytes waiting for the reassembly workers."),
-		streamsActive: d("streams_active", "TCP streams followed now."),
-		streamsTotal:  d("streams_total", "TCP streams by how they started or ended.", "event"),
-		gaps:          d("stream_gaps_total", "Holes in TCP streams given up on (the requests they cut are counted as incomplete)."),
-		gapBytes:      d("stream_gap_bytes_total", "Bytes lost in those holes."),
-		requests:      d("requests_total", "HTTP requests framed, queued for a shadow, and mirrored (answered by the shadow), over all rules.", "result"),
-		skipped:       d("requests_skipped_total", "Requests not mirrored by decision (sampled, no_rule, already_shadowed) or because they could not be framed, by reason.", "reason"),
-		ruleRequests:  d("rule_requests_total", "Requests of each rule: matched, sampled out, queued, mirrored.", "rule", "result"),
-		dropped:       d("requests_dropped_total", "Requests not sent to the shadow, by rule and reason.", "rule", "reason"),
-		failed:        d("requests_failed_total", "Requests sent to the shadow without a complete answer, by rule and reason.", "rule", "reason"),
-		responses:     d("shadow_responses_total", "Final responses of the shadow by rule and status code.", "rule", "code"),
-		latency:       d("shadow_latency_seconds", "Time from writing a request to the end of the shadow's response.", "rule"),
-		connections:   d("shadow_connections_opened_total", "Connections opened to the shadow.", "rule"),
-		queueBytes:    d("shadow_queue_bytes", "Bytes of requests held for the shadow, queued or awaiting an answer.", "rule"),
-		reloads:       d("config_reloads_total", "Reloads of the rules file, by result; a failed one keeps the rules in force.", "result"),
-		attached:      d("attached", "Interfaces the program is attached to, with the attach mode in use.", "iface", "mode"),
-		ifaceEvents:   d("interface_events_total", "Interfaces attached and detached as they appeared and went, and failed attaches.", "event"),
+}
+
+var families = []family{
+	{"packets_total", prometheus.CounterValue, "Packets seen by the kernel program, matched to a watched port and server, and copied whole.", []string{"result"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				emit(float64(p.Seen), "seen")
+				emit(float64(p.Matched), "matched")
+				emit(float64(p.Copied), "copied")
+			}
+		}},
+	{"packet_drops_total", prometheus.CounterValue, "Matched packets not copied (whole), or records not decoded, by reason.", []string{"reason"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				for _, r := range []string{"ring_full", "load_error", "truncated", "malformed"} {
+					emit(float64(p.Dropped[r]), r)
+				}
+			}
+		}},
+	{"packets_other_server_total", prometheus.CounterValue, "Segments of a watched port towards a server outside the destinations (--pod-ip), left alone.", nil,
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				emit(float64(p.OtherServer))
+			}
+		}},
+	{"ip_fragments_total", prometheus.CounterValue, "IP fragments seen on watched interfaces; they are not followed.", nil,
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				emit(float64(p.Fragments))
+			}
+		}},
+	{"copied_bytes_total", prometheus.CounterValue, "TCP payload bytes copied by the kernel program.", nil,
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				emit(float64(p.CopiedBytes))
+			}
+		}},
+	{"ring_reader_total", prometheus.CounterValue, "How the ring buffer was read: records, looks while busy, sleeps until the kernel rang, and its wake-ups.", []string{"event"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				r := p.Reader
+				emit(float64(r.Records), "records")
+				emit(float64(r.Polls), "polls")
+				emit(float64(r.Sleeps), "sleeps")
+				emit(float64(r.Wakeups), "wakeups")
+			}
+		}},
+	{"segments_total", prometheus.CounterValue, "Segments read from the capture, by where they were reassembled: on the capture goroutine itself, or in a batch for a shard.", []string{"path"},
+		func(s *Summary, emit func(float64, ...string)) {
+			g := s.Segments
+			emit(float64(g.Inline), "inline")
+			emit(float64(g.Received-g.Inline-g.BacklogDrops), "batched")
+		}},
+	{"segment_drops_total", prometheus.CounterValue, "Segments dropped in user space because the shards were behind.", []string{"reason"},
+		func(s *Summary, emit func(float64, ...string)) {
+			emit(float64(s.Segments.BacklogDrops), "backlog_full")
+		}},
+	{"backlog_bytes", prometheus.GaugeValue, "Payload bytes waiting for the shards.", nil,
+		func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Segments.BacklogBytes)) }},
+	{"shard_wakeups_total", prometheus.CounterValue, "Timer wake-ups of the shards, for the deadlines of what they hold (gap and idle timeouts).", nil,
+		func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Segments.ShardWakeups)) }},
+	{"streams_active", prometheus.GaugeValue, "TCP streams followed now.", nil,
+		func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Segments.Active)) }},
+	{"streams_total", prometheus.CounterValue, "TCP streams by how they started or ended.", []string{"event"},
+		func(s *Summary, emit func(float64, ...string)) {
+			g := s.Segments
+			emit(float64(g.Streams), "opened")
+			emit(float64(g.MidStream), "joined_mid_stream")
+			emit(float64(g.Closed), "closed")
+			emit(float64(g.Expired), "expired")
+			emit(float64(g.Evicted), "evicted")
+		}},
+	{"stream_gaps_total", prometheus.CounterValue, "Holes in TCP streams given up on (the requests they cut are counted as incomplete).", nil,
+		func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Segments.Gaps)) }},
+	{"stream_gap_bytes_total", prometheus.CounterValue, "Bytes lost in those holes.", nil,
+		func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Segments.GapBytes)) }},
+	{"requests_total", prometheus.CounterValue, "HTTP requests framed, queued for a shadow, and mirrored (answered by the shadow), over all rules.", []string{"result"},
+		func(s *Summary, emit func(float64, ...string)) {
+			q := s.Requests
+			emit(float64(q.Framed), "framed")
+			emit(float64(q.Queued), "queued")
+			emit(float64(q.Mirrored), "mirrored")
+		}},
+	{"requests_skipped_total", prometheus.CounterValue, "Requests not mirrored by decision (sampled, no_rule, already_shadowed) or because they could not be framed, by reason.", []string{"reason"},
+		func(s *Summary, emit func(float64, ...string)) { reasonSamples(s.Requests.Skipped, emit) }},
+	{"rule_requests_total", prometheus.CounterValue, "Requests of each rule: matched, sampled out, queued, mirrored.", []string{"rule", "result"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				emit(float64(r.Matched), r.Name, "matched")
+				emit(float64(r.SampledOut), r.Name, "sampled_out")
+				emit(float64(r.Shadow.Queued), r.Name, "queued")
+				emit(float64(r.Shadow.Mirrored), r.Name, "mirrored")
+			}
+		}},
+	{"requests_dropped_total", prometheus.CounterValue, "Requests not sent to the shadow, by rule and reason (overflow: past a circuit breaker or the byte budget).", []string{"rule", "reason"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				for i := range shadow.NumDropReasons {
+					emit(float64(r.Shadow.Dropped[i.String()]), r.Name, i.String())
+				}
+			}
+		}},
+	{"requests_failed_total", prometheus.CounterValue, "Requests sent to the shadow without a complete answer, by rule and reason.", []string{"rule", "reason"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				for i := range shadow.NumFailReasons {
+					emit(float64(r.Shadow.Failed[i.String()]), r.Name, i.String())
+				}
+			}
+		}},
+	{"shadow_retries_total", prometheus.CounterValue, "Requests sent again on a fresh connection where net/http would retry them (retried), or that the shadow provably never read (requeued).", []string{"rule", "kind"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				emit(float64(r.Shadow.Retried), r.Name, "retried")
+				emit(float64(r.Shadow.Requeued), r.Name, "requeued")
+			}
+		}},
+	{"shadow_responses_total", prometheus.CounterValue, "Final responses of the shadow by rule and status code.", []string{"rule", "code"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				for code, n := range r.Shadow.Status {
+					label := strconv.Itoa(code)
+					if code == 0 {
+						label = "other"
+					}
+					emit(float64(n), r.Name, label)
+				}
+			}
+		}},
+	{"shadow_requests", prometheus.GaugeValue, "Requests of each rule now waiting for a connection (pending) or on one (in_flight), and the most in flight since the start (peak).", []string{"rule", "state"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				emit(float64(r.Shadow.Pending), r.Name, "pending")
+				emit(float64(r.Shadow.InFlight), r.Name, "in_flight")
+				emit(float64(r.Shadow.PeakInFlight), r.Name, "peak")
+			}
+		}},
+	{"shadow_connections", prometheus.GaugeValue, "Connections to the shadow now, by state.", []string{"rule", "state"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				emit(float64(r.Shadow.ConnectionsBusy), r.Name, "busy")
+				emit(float64(r.Shadow.ConnectionsIdle), r.Name, "idle")
+				emit(float64(r.Shadow.ConnectionsConnecting), r.Name, "connecting")
+			}
+		}},
+	{"shadow_connections_opened_total", prometheus.CounterValue, "Connections opened to the shadow.", []string{"rule"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				emit(float64(r.Shadow.ConnectionsOpened), r.Name)
+			}
+		}},
+	{"shadow_connections_closed_total", prometheus.CounterValue, "Connections to the shadow closed, by cause.", []string{"rule", "cause"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				for i := range shadow.NumCloseCauses {
+					emit(float64(r.Shadow.ConnectionsClosed[i.String()]), r.Name, i.String())
+				}
+			}
+		}},
+	{"shadow_queue_bytes", prometheus.GaugeValue, "Bytes of requests held for the shadow, waiting or awaiting an answer.", []string{"rule"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				emit(float64(r.Shadow.QueueBytes), r.Name)
+			}
+		}},
+	{"config_reloads_total", prometheus.CounterValue, "Reloads of the rules file, by result; a failed one keeps the rules in force.", []string{"result"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if rl := s.Reloads; rl != nil {
+				emit(float64(rl.OK), "ok")
+				emit(float64(rl.Failed), "failed")
+			}
+		}},
+	{"attached", prometheus.GaugeValue, "Interfaces the program is attached to, with the attach mode in use.", []string{"iface", "mode"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, i := range s.Interfaces {
+				emit(1, i.Name, i.Mode)
+			}
+		}},
+	{"interface_events_total", prometheus.CounterValue, "Interfaces attached and detached as they appeared and went, and failed attaches.", []string{"event"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if p := s.Packets; p != nil {
+				emit(float64(p.Ifaces.Attached), "attached")
+				emit(float64(p.Ifaces.Detached), "detached")
+				emit(float64(p.Ifaces.AttachFailed), "attach_failed")
+			}
+		}},
+}
+
+// latencyFamily is the one histogram: it needs the buckets, which the
+// summary's snapshot does not carry.
+const latencyFamily = "shadow_latency_seconds"
+
+// MetricNames lists every metric family the agent exports, without the
+// "shadowtee_" prefix.
+func MetricNames() []string {
+	names := []string{latencyFamily}
+	for _, f := range families {
+		names = append(names, f.name)
 	}
+	return names
+}
+
+// collector exposes a run's Summary to Prometheus: the counters are read at
+// scrape time, so the packet path pays nothing for metrics.
+type collector struct {
+	summary func() *Summary
+	descs   []*prometheus.Desc
+	latency *prometheus.Desc
+}
+
+func newCollector(summary func() *Summary) *collector {
+	c := &collector{summary: summary}
+	for _, f := range families {
+		c.descs = append(c.descs, prometheus.NewDesc("shadowtee_"+f.name, f.help, f.labels, nil))
+	}
+	c.latency = prometheus.NewDesc("shadowtee_"+latencyFamily, "Time from writing a request to the end of the shadow's response.", []string{"rule"}, nil)
+	return c
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	s := c.s
-	if s.kernel != nil {
-		if k, err := s.kernel(); err == nil {
-			counter(c.packets, k.Seen, "seen")
-			counter(c.packets, k.Matched, "matched")
-			counter(c.packets, k.Copied, "copied")
-			counter(c.kernelDrops, k.DropRingFull, "ring_full")
-			counter(c.kernelDrops, k.DropLoad, "load_error")
-			counter(c.kernelDrops, k.Truncated, "truncated")
-			counter(c.copiedBytes, k.CopiedBytes)
-		}
-	}
-	counter(c.segments, s.capture.Segments.Load())
-	counter(c.backlogDrops, s.capture.BacklogDrops.Load(), "backlog_full")
-	gauge(c.backlogBytes, float64(s.capture.BacklogBytes.Load()))
-
-	r := &s.reassembly
-	gauge(c.streamsActive, float64(c.streams()))
-	counter(c.streamsTotal, r.StreamsOpened.Load(), "opened")
-	counter(c.streamsTotal, r.StreamsMid.Load(), "joined_mid_stream")
-	counter(c.streamsTotal, r.StreamsClosed.Load(), "closed")
-	counter(c.streamsTotal, r.StreamsExpired.Load(), "expired")
-	counter(c.streamsTotal, r.StreamsEvicted.Load(), "evicted")
-	counter(c.gaps, r.Gaps.Load())
-	counter(c.gapBytes, r.GapBytes.Load())
-
-	f := &s.mirror.framing
-	counter(c.requests, f.Requests.Load(), "framed")
-	for i := range httpframe.NumReasons {
-		counter(c.skipped, f.Skipped[i].Load(), i.String())
-	}
-	for i := range skipReason(numSkipReasons) {
-		counter(c.skipped, s.mirror.skipped[i].Load(), i.String())
-	}
-	var queued, mirrored uint64
-	for _, r := range s.mirror.rules() {
-		sh := &r.shadow
-		queued += sh.Queued.Load()
-		mirrored += sh.Mirrored.Load()
-		counter(c.ruleRequests, r.matched.Load(), r.name, "matched")
-		counter(c.ruleRequests, r.sampledOut.Load(), r.name, "sampled_out")
-		counter(c.ruleRequests, sh.Queued.Load(), r.name, "queued")
-		counter(c.ruleRequests, sh.Mirrored.Load(), r.name, "mirrored")
-		for i := range shadow.NumDropReasons {
-			counter(c.dropped, sh.Dropped[i].Load(), r.name, i.String())
-		}
-		for i := range shadow.NumFailReasons {
-			counter(c.failed, sh.Failed[i].Load(), r.name, i.String())
-		}
-		sh.VisitStatus(func(code int, n uint64) {
-			label := strconv.Itoa(code)
-			if code == 0 {
-				label = "other"
-			}
-			counter(c.responses, n, r.name, label)
+	s := c.summary()
+	for i, f := range families {
+		d := c.descs[i]
+		f.samples(s, func(v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, f.kind, v, labels...)
 		})
+	}
+	for _, r := range s.Rules {
 		buckets := map[float64]uint64{}
 		var count uint64
-		sh.Latency.Visit(func(le time.Duration, cumulative uint64) {
+		r.stats.Latency.Visit(func(le time.Duration, cumulative uint64) {
 			if le < 0 {
-				// The +Inf bucket: the count, consistent with the
-				// buckets read in the same pass.
+				// The +Inf bucket: the count, consistent with the buckets
+				// read in the same pass.
 				count = cumulative
 				return
 			}
-			// Export the power-of-two bounds from 64µs up: enough
-			// resolution for dashboards without a hundred series.
+			// The power-of-two bounds from 64µs up: enough resolution
+			// for dashboards without a hundred series.
 			if us := le.Microseconds(); us >= 64 && us&(us-1) == 0 {
 				buckets[le.Seconds()] = cumulative
 			}
 		})
-		ch <- prometheus.MustNewConstHistogram(c.latency, count, sh.Latency.Sum().Seconds(), buckets, r.name)
-		counter(c.connections, sh.ConnectionsOpened.Load(), r.name)
-		gauge(c.queueBytes, float64(sh.QueueBytes.Load()), r.name)
-	}
-	counter(c.requests, queued, "queued")
-	counter(c.requests, mirrored, "mirrored")
-	if rl := s.reloads; rl != nil {
-		st := rl.Stats()
-		counter(c.reloads, st.OK, "ok")
-		counter(c.reloads, st.Failed, "failed")
-	}
-	for _, i := range c.interfaces() {
-		gauge(c.attached, 1, i.Name, i.Mode)
-	}
-	if ie := s.ifaces; ie != nil {
-		counter(c.ifaceEvents, ie.Attached.Load(), "attached")
-		counter(c.ifaceEvents, ie.Detached.Load(), "detached")
-		counter(c.ifaceEvents, ie.AttachFailed.Load(), "attach_failed")
+		ch <- prometheus.MustNewConstHistogram(c.latency, count, r.stats.Latency.Sum().Seconds(), buckets, r.Name)
 	}
 }
 

@@ -51,7 +51,7 @@ type route struct {
 	rule     config.Rule
 	sampler  *shadow.Sampler
 	rewriter *shadow.Rewriter
-	sender   *shadow.Sender
+	sender   shadow.Sender
 	stats    *ruleStats
 }
 
@@ -102,9 +102,6 @@ func (m *mirror) apply(f *config.File) error {
 		fresh = append(fresh, rt)
 		t.routes[i] = rt
 	}
-	for _, r := range fresh {
-		r.sender.Start()
-	}
 	m.table.Store(t)
 	if old != nil {
 		for _, r := range old.routes {
@@ -133,7 +130,10 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 	}
 	sc := senderConfig(rule)
 	sc.Rewriter, sc.Stats = rw, &st.shadow
-	sender, err := shadow.NewSender(sc)
+	if m.wait {
+		sc.Wait = m.waitCtx
+	}
+	sender, err := shadow.NewHTTP1(sc)
 	if err != nil {
 		return nil, fmt.Errorf("rule %q: shadow %s: %w", rule.Name, rule.Shadow.URL, err)
 	}
@@ -182,11 +182,7 @@ func (m *mirror) keep(r *httpframe.Request) (any, bool) {
 // route that Keep chose.
 func (m *mirror) emit(r *httpframe.Request, tag any) {
 	rt := tag.(*route)
-	if m.wait {
-		rt.sender.SendWait(m.waitCtx, r)
-		return
-	}
-	rt.sender.Send(r)
+	rt.sender.Send(r, nil)
 }
 
 // alreadyShadowed recognises a request that is itself a mirror (its Host

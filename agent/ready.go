@@ -4,20 +4,16 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+
+	"github.com/shadowtee/shadowtee/capture"
 )
 
 // Ready is the content of the ready file: written once every interface is
 // attached and the pipeline runs, so that scripts can wait on it.
 type Ready struct {
-	PID         int              `json:"pid"`
-	MetricsAddr string           `json:"metrics_addr,omitempty"` // the bound address, useful with port 0
-	Interfaces  []ReadyInterface `json:"interfaces"`
-}
-
-// ReadyInterface is one attached interface and the attach mode in use.
-type ReadyInterface struct {
-	Name string `json:"name"`
-	Mode string `json:"mode"`
+	PID         int                 `json:"pid"`
+	MetricsAddr string              `json:"metrics_addr,omitempty"` // the bound address, useful with port 0
+	Interfaces  []capture.Interface `json:"interfaces"`
 }
 
 // writeReady writes the file atomically: a reader never sees half of it.

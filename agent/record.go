@@ -11,13 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/pcapfile"
 	"github.com/shadowtee/shadowtee/reassembly"
 )
 
 // RecordConfig configures Record.
 type RecordConfig struct {
-	Capture CaptureConfig
+	Capture capture.Config
 	Out     string
 	// Duration stops the recording after this long; 0 records until ctx ends.
 	Duration time.Duration
@@ -66,29 +67,29 @@ func Record(ctx context.Context, cfg RecordConfig) (*RecordSummary, error) {
 	if err := w.open(); err != nil {
 		return nil, err
 	}
-	live, err := startCapture(cfg.Capture, w, cfg.Logger)
+	live, err := capture.Start(cfg.Capture, w, cfg.Logger)
 	if err != nil {
 		w.finish()
 		os.Remove(w.files[0])
 		return nil, err
 	}
 	if cfg.ReadyFile != "" {
-		if err := writeReady(cfg.ReadyFile, Ready{PID: os.Getpid(), Interfaces: live.interfaces()}); err != nil {
+		if err := writeReady(cfg.ReadyFile, Ready{PID: os.Getpid(), Interfaces: live.Interfaces()}); err != nil {
 			cancel(err)
 		}
 	}
 	cfg.Logger.Info("recording", "out", cfg.Out)
 	select {
 	case <-ctx.Done():
-	case <-live.failed():
-		cancel(fmt.Errorf("capture stopped: %w", live.err()))
+	case <-live.Failed():
+		cancel(fmt.Errorf("capture stopped: %w", live.Err()))
 	}
-	live.stop()
+	live.Stop()
 	sum := &RecordSummary{Duration: time.Since(w.start).Round(time.Millisecond), Segments: w.segments}
-	if k, err := live.counters(); err == nil {
-		sum.Packets = packetSummary(k)
+	if cs, err := live.Stats(); err == nil {
+		sum.Packets = packetSummary(cs)
 	}
-	live.close()
+	live.Close()
 	if cfg.ReadyFile != "" {
 		os.Remove(cfg.ReadyFile)
 	}

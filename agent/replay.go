@@ -82,6 +82,10 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 	}
 
 	m := newMirror(cfg.Logger, time.Second)
+	if cfg.DryRun == nil {
+		// A file can wait for the shadow: nothing is dropped for speed.
+		m.wait, m.waitCtx = true, ctx
+	}
 	if err := m.apply(cfg.Rules); err != nil {
 		first.Close()
 		return nil, err
@@ -96,9 +100,6 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		printer = newDryRunPrinter(cfg.DryRun)
 		st.printed = &printer.printed
 		framing.Emit = func(r *httpframe.Request, tag any) { printer.emit(r, tag.(*route)) }
-	} else {
-		// A file can wait for the shadow: nothing is dropped for speed.
-		m.wait, m.waitCtx = true, ctx
 	}
 
 	prog := &progressState{loops: cfg.Loop}

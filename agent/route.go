@@ -29,9 +29,15 @@ func rewriteConfig(r *config.Rule) shadow.RewriteConfig {
 func senderConfig(r *config.Rule) shadow.SenderConfig {
 	s := &r.Shadow
 	sc := shadow.SenderConfig{
-		URL:        s.URL,
-		Timeout:    s.Timeout,
-		QueueBytes: s.Queue,
+		URL:            s.URL,
+		Timeout:        s.Timeout,
+		IdleTimeout:    s.IdleTimeout,
+		MaxConnections: s.MaxConnections,
+		MaxPending:     s.MaxPending,
+		MaxRequests:    s.MaxRequests,
+		QueueBytes:     s.Queue,
+		Pipeline:       s.Pipeline,
+		Ordered:        s.Ordered,
 	}
 	if s.InsecureSkipVerify {
 		// The user asked for it, for a shadow with a self-signed

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/pcapfile"
@@ -32,6 +32,18 @@ type Summary struct {
 	Requests RequestSummary  `json:"requests"`
 	Shadow   shadow.Snapshot `json:"shadow"` // all rules together
 	Rules    []RuleSummary   `json:"rules"`
+	// Interfaces are those attached (live capture only).
+	Interfaces []capture.Interface `json:"interfaces,omitempty"`
+	// Reloads of the rules file, when there is one.
+	Reloads *ReloadSummary `json:"reloads,omitempty"`
+}
+
+// ReloadSummary counts the reloads of the rules file; a failed one keeps the
+// rules in force.
+type ReloadSummary struct {
+	OK        uint64 `json:"ok"`
+	Failed    uint64 `json:"failed"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // RuleSummary is what one rule did.
@@ -40,9 +52,11 @@ type RuleSummary struct {
 	Matched    uint64          `json:"matched"`
 	SampledOut uint64          `json:"sampled_out"`
 	Shadow     shadow.Snapshot `json:"shadow"`
+
+	stats *shadow.Stats // for what the snapshot cannot carry: the latency buckets
 }
 
-// PacketSummary is what the kernel program counted.
+// PacketSummary is what the kernel program and the ring's reader counted.
 type PacketSummary struct {
 	Seen        uint64            `json:"seen"`
 	Matched     uint64            `json:"matched"`
@@ -50,6 +64,20 @@ type PacketSummary struct {
 	CopiedBytes uint64            `json:"copied_bytes"`
 	Dropped     map[string]uint64 `json:"dropped"` // by reason
 	Fragments   uint64            `json:"ip_fragments"`
+	// OtherServer counts segments of a watched port whose server is not
+	// one of the destinations (--pod-ip): left alone, as asked.
+	OtherServer uint64              `json:"other_server"`
+	Reader      ReaderSummary       `json:"reader"`
+	Ifaces      capture.IfaceCounts `json:"interfaces"`
+}
+
+// ReaderSummary is how the ring buffer was read: records, looks at the
+// ring while busy, and the times the reader slept until the kernel woke it.
+type ReaderSummary struct {
+	Records uint64 `json:"records"`
+	Polls   uint64 `json:"polls"`
+	Sleeps  uint64 `json:"sleeps"`
+	Wakeups uint64 `json:"wakeups"`
 }
 
 // FileSummary is what a capture file held, over every pass of a replay.
@@ -99,8 +127,20 @@ func (f *fileStats) addSides(s pcapfile.SidesStats) {
 
 // SegmentSummary is what reassembly saw.
 type SegmentSummary struct {
-	Received     uint64 `json:"received"`
+	Received uint64 `json:"received"`
+	// Inline counts the segments reassembled on the capture goroutine
+	// itself; Batches the batches handed to the shards instead.
+	Inline       uint64 `json:"inline"`
+	Batches      uint64 `json:"batches"`
 	BacklogDrops uint64 `json:"backlog_drops"`
+	BacklogBytes int64  `json:"backlog_bytes"`
+	// ShardWakeups counts the shards' timer wake-ups (deadlines of what
+	// they hold).
+	ShardWakeups uint64 `json:"shard_wakeups"`
+	Active       int64  `json:"streams_active"`
+	Closed       uint64 `json:"streams_closed"`
+	Expired      uint64 `json:"streams_expired"`
+	Evicted      uint64 `json:"streams_evicted"`
 	Streams      uint64 `json:"streams"`
 	MidStream    uint64 `json:"streams_joined_mid_stream"`
 	Gaps         uint64 `json:"gaps"`
@@ -124,11 +164,11 @@ type RequestSummary struct {
 // stats gathers the counters of every stage of one run.
 type stats struct {
 	start      time.Time
-	kernel     func() (bpf.Counters, error) // nil for files
-	file       *fileStats                   // nil for live capture
-	ifaces     *IfaceStats                  // nil for files
-	reloads    *config.Reloader             // nil without a rules file
-	printed    *atomic.Uint64               // dry runs only
+	live       func() (capture.Stats, error) // nil for files
+	interfaces func() []capture.Interface    // nil for files
+	file       *fileStats                    // nil for live capture
+	reloads    *config.Reloader              // nil without a rules file
+	printed    *atomic.Uint64                // dry runs only
 	capture    CaptureStats
 	reassembly reassembly.Stats
 	mirror     *mirror
@@ -136,19 +176,38 @@ type stats struct {
 
 func (s *stats) summary() *Summary {
 	sum := &Summary{Duration: time.Since(s.start).Round(time.Millisecond)}
-	if s.kernel != nil {
-		if k, err := s.kernel(); err == nil {
-			sum.Packets = packetSummary(k)
+	if s.live != nil {
+		if cs, err := s.live(); err == nil {
+			sum.Packets = packetSummary(cs)
 		}
 	}
 	if s.file != nil {
 		fs := s.file.sum
 		sum.File = &fs
 	}
+	if s.interfaces != nil {
+		sum.Interfaces = s.interfaces()
+	}
+	if s.reloads != nil {
+		rs := s.reloads.Stats()
+		sum.Reloads = &ReloadSummary{OK: rs.OK, Failed: rs.Failed}
+		if rs.LastError != nil {
+			sum.Reloads.LastError = rs.LastError.Error()
+		}
+	}
 	r := &s.reassembly
+	c := &s.capture
 	sum.Segments = SegmentSummary{
-		Received:     s.capture.Segments.Load(),
-		BacklogDrops: s.capture.BacklogDrops.Load(),
+		Received:     c.Segments.Load(),
+		Inline:       c.Inline.Load(),
+		Batches:      c.Batches.Load(),
+		BacklogDrops: c.BacklogDrops.Load(),
+		BacklogBytes: c.BacklogBytes.Load(),
+		ShardWakeups: c.Ticks.Load(),
+		Active:       r.ActiveStreams.Load(),
+		Closed:       r.StreamsClosed.Load(),
+		Expired:      r.StreamsExpired.Load(),
+		Evicted:      r.StreamsEvicted.Load(),
 		Streams:      r.StreamsOpened.Load(),
 		MidStream:    r.StreamsMid.Load(),
 		Gaps:         r.Gaps.Load(),
@@ -173,6 +232,7 @@ func (s *stats) summary() *Summary {
 		r.shadow.AddTo(&all)
 		sum.Rules = append(sum.Rules, RuleSummary{
 			Name: r.name, Matched: r.matched.Load(), SampledOut: r.sampledOut.Load(), Shadow: r.shadow.Snapshot(),
+			stats: &r.shadow,
 		})
 	}
 	sum.Shadow = all.Snapshot()
@@ -190,13 +250,16 @@ func (s *stats) summary() *Summary {
 	return sum
 }
 
-func packetSummary(k bpf.Counters) *PacketSummary {
+func packetSummary(cs capture.Stats) *PacketSummary {
+	k, r := cs.Kernel, cs.Reader
 	return &PacketSummary{
 		Seen: k.Seen, Matched: k.Matched, Copied: k.Copied, CopiedBytes: k.CopiedBytes,
-		Fragments: k.Fragments,
+		Fragments: k.Fragments, OtherServer: k.OtherDest,
 		Dropped: nonZero(map[string]uint64{
-			"ring_full": k.DropRingFull, "load_error": k.DropLoad, "truncated": k.Truncated,
+			"ring_full": k.DropRingFull, "load_error": k.DropLoad, "truncated": k.Truncated, "malformed": r.Malformed,
 		}),
+		Reader: ReaderSummary{Records: r.Records, Polls: r.Polls, Sleeps: r.Sleeps, Wakeups: r.Wakeups},
+		Ifaces: cs.Ifaces,
 	}
 }
 

@@ -1,4 +1,4 @@
-package agent
+package capture
 
 import (
 	"errors"
@@ -60,10 +60,17 @@ type IfaceStats struct {
 	AttachFailed atomic.Uint64
 }
 
+// IfaceCounts is a copy of IfaceStats.
+type IfaceCounts struct{ Attached, Detached, AttachFailed uint64 }
+
+func (s *IfaceStats) counts() IfaceCounts {
+	return IfaceCounts{s.Attached.Load(), s.Detached.Load(), s.AttachFailed.Load()}
+}
+
 // attachSelected attaches to every existing interface the selector picks.
 // An exact name that does not exist is an error: it is a typo more often
 // than an interface yet to come.
-func (c *liveCapture) attachSelected() error {
+func (c *Live) attachSelected() error {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return fmt.Errorf("list interfaces: %w", err)
@@ -88,7 +95,7 @@ func (c *liveCapture) attachSelected() error {
 }
 
 // attach hooks the program to one interface unless it is hooked already.
-func (c *liveCapture) attach(attrs *netlink.LinkAttrs) error {
+func (c *Live) attach(attrs *netlink.LinkAttrs) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
@@ -112,7 +119,7 @@ func (c *liveCapture) attach(attrs *netlink.LinkAttrs) error {
 
 // forget drops the attachment of an interface that went away; the kernel
 // removed the hook with the device.
-func (c *liveCapture) forget(index int) {
+func (c *Live) forget(index int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, a := range c.attachments {
@@ -129,7 +136,7 @@ func (c *liveCapture) forget(index int) {
 // watchLinks follows interfaces as they appear and disappear until done is
 // closed: a pod's veth created after the start is attached when it shows up,
 // and an interface that goes is forgotten.
-func (c *liveCapture) watchLinks(done <-chan struct{}) error {
+func (c *Live) watchLinks(done <-chan struct{}) error {
 	updates := make(chan netlink.LinkUpdate, 256)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
 		ErrorCallback: func(err error) {

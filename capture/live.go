@@ -1,4 +1,4 @@
-package agent
+package capture
 
 import (
 	"fmt"
@@ -10,21 +10,37 @@ import (
 	"github.com/shadowtee/shadowtee/bpf"
 )
 
-// CaptureConfig says where and what the kernel program copies.
-type CaptureConfig struct {
-	Interfaces   []string
+// Config says where and what the kernel program copies.
+type Config struct {
+	Interfaces   []string // names, globs ("veth*") or "auto"
 	Ports        []uint16
-	Destinations []netip.Prefix // when set, only traffic towards these
+	Destinations []netip.Prefix // when set, only traffic of these servers
 	AttachMode   bpf.AttachMode
 	RingBytes    int           // kernel ring buffer size
-	Poll         time.Duration // longest wait between looks at the ring
+	Poll         time.Duration // how often the ring is read while records flow
+	// Answers copies the servers' answers too (egress), for comparison.
+	Answers bool
 }
 
-// liveCapture is the kernel side of a run: the loaded program, its
-// attachments and the goroutine reading its ring buffer into a sink.
-type liveCapture struct {
+// Interface is one attached interface and the attach mode in use.
+type Interface struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"`
+}
+
+// Stats are the live capture's counters: the kernel program's, the ring
+// reader's, and the interfaces'.
+type Stats struct {
+	Kernel bpf.Counters
+	Reader bpf.ReaderStats
+	Ifaces IfaceCounts
+}
+
+// Live is the kernel side of a run: the loaded program, its attachments,
+// the goroutine reading its ring buffer into a sink, and the watch on
+// interfaces that come and go.
+type Live struct {
 	log   *slog.Logger
-	poll  time.Duration
 	tee   *bpf.Tee
 	rd    *bpf.Reader
 	sel   ifaceSelector
@@ -33,24 +49,30 @@ type liveCapture struct {
 
 	mu          sync.Mutex
 	attachments []*bpf.Attachment
-	stopped     bool // no attach after stop, whatever events still arrive
+	stopped     bool // no attach after Stop, whatever events still arrive
 	ifaces      IfaceStats
 	stopWatch   chan struct{}
+	stopOnce    sync.Once
 
 	readDone chan struct{} // closed when the reader goroutine has returned
 	readErr  error         // what it returned, once readDone is closed
 }
 
-// startCapture loads the program, starts reading into sink, then attaches
-// to every interface. On error, everything started is undone.
-func startCapture(cfg CaptureConfig, sink bpf.Sink, log *slog.Logger) (*liveCapture, error) {
+// Start loads the program, starts reading into sink, then attaches to every
+// interface the configuration selects. On error, everything started is
+// undone.
+func Start(cfg Config, sink bpf.Sink, log *slog.Logger) (*Live, error) {
 	if cfg.AttachMode == "" {
 		cfg.AttachMode = bpf.AttachAuto
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = bpf.DefaultPoll
 	}
-	tee, err := bpf.Load(bpf.Options{Ports: cfg.Ports, Destinations: cfg.Destinations, RingBytes: cfg.RingBytes})
+	sel, err := parseIfaces(cfg.Interfaces)
+	if err != nil {
+		return nil, err
+	}
+	tee, err := bpf.Load(bpf.Options{Ports: cfg.Ports, Destinations: cfg.Destinations, RingBytes: cfg.RingBytes, Answers: cfg.Answers})
 	if err != nil {
 		return nil, explainPermission(err)
 	}
@@ -59,12 +81,7 @@ func startCapture(cfg CaptureConfig, sink bpf.Sink, log *slog.Logger) (*liveCapt
 		tee.Close()
 		return nil, err
 	}
-	sel, err := parseIfaces(cfg.Interfaces)
-	if err != nil {
-		tee.Close()
-		return nil, err
-	}
-	c := &liveCapture{log: log, poll: cfg.Poll, tee: tee, rd: rd, sel: sel, mode: cfg.AttachMode,
+	c := &Live{log: log, tee: tee, rd: rd, sel: sel, mode: cfg.AttachMode,
 		ports: cfg.Ports, readDone: make(chan struct{}), stopWatch: make(chan struct{})}
 	go func() {
 		c.readErr = rd.Run(sink)
@@ -74,37 +91,37 @@ func startCapture(cfg CaptureConfig, sink bpf.Sink, log *slog.Logger) (*liveCapt
 	// deleted is forgotten (and counted), and attached again if it returns.
 	// Subscribe before listing, so that no interface slips in between.
 	if err := c.watchLinks(c.stopWatch); err != nil {
-		c.stop()
-		c.close()
+		c.Stop()
+		c.Close()
 		return nil, err
 	}
 	if err := c.attachSelected(); err != nil {
-		c.stop()
-		c.close()
+		c.Stop()
+		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// interfaces lists the attachments in use.
-func (c *liveCapture) interfaces() []ReadyInterface {
+// Interfaces lists the attachments in use.
+func (c *Live) Interfaces() []Interface {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]ReadyInterface, 0, len(c.attachments))
+	out := make([]Interface, 0, len(c.attachments))
 	for _, a := range c.attachments {
-		out = append(out, ReadyInterface{Name: a.Iface, Mode: string(a.Mode)})
+		out = append(out, Interface{Name: a.Iface, Mode: string(a.Mode)})
 	}
 	return out
 }
 
-// failed is closed if the reader stops on its own; err then says why.
-func (c *liveCapture) failed() <-chan struct{} { return c.readDone }
+// Failed is closed if the reader stops on its own; Err then says why.
+func (c *Live) Failed() <-chan struct{} { return c.readDone }
 
-// err returns why the reader stopped, once failed is closed.
-func (c *liveCapture) err() error { return c.readErr }
+// Err returns why the reader stopped, once Failed is closed.
+func (c *Live) Err() error { return c.readErr }
 
-// setFilter makes the kernel copy these ports and destinations from now on.
-func (c *liveCapture) setFilter(ports []uint16, dests []netip.Prefix) error {
+// SetFilter makes the kernel copy these ports and destinations from now on.
+func (c *Live) SetFilter(ports []uint16, dests []netip.Prefix) error {
 	if err := c.tee.SetPorts(ports); err != nil {
 		return err
 	}
@@ -114,44 +131,42 @@ func (c *liveCapture) setFilter(ports []uint16, dests []netip.Prefix) error {
 	return c.tee.SetDestinations(dests)
 }
 
-// counters reads the kernel program's counters.
-func (c *liveCapture) counters() (bpf.Counters, error) { return c.tee.Counters() }
-
-// stop detaches, reads what the kernel copied before the detach, stops the
-// reader (whose last act is to flush the sink) and unloads the program.
-func (c *liveCapture) stop() {
-	select {
-	case <-c.stopWatch:
-	default:
-		close(c.stopWatch)
-	}
-	c.mu.Lock()
-	c.stopped = true
-	for _, a := range c.attachments {
-		if err := a.Close(); err != nil {
-			c.log.Warn("detach", "iface", a.Iface, "err", err)
-		} else {
-			c.log.Info("detached", "iface", a.Iface, "mode", a.Mode)
-		}
-	}
-	c.attachments = nil
-	c.mu.Unlock()
-	deadline := time.Now().Add(time.Second)
-	for c.rd.Pending() > 0 && time.Now().Before(deadline) {
-		time.Sleep(c.poll)
-	}
-	time.Sleep(2 * c.poll) // let the reader hand over its last records
-	c.rd.Close()
-	<-c.readDone
-	if c.readErr != nil {
-		c.log.Error("ring buffer reader", "err", c.readErr)
-	}
-	// The counters stay readable for the summary until the program is
-	// unloaded; read them first.
+// Stats reads the counters. The kernel's stay readable after Stop, until
+// Close.
+func (c *Live) Stats() (Stats, error) {
+	k, err := c.tee.Counters()
+	return Stats{Kernel: k, Reader: c.rd.Stats(), Ifaces: c.ifaces.counts()}, err
 }
 
-// close unloads the program.
-func (c *liveCapture) close() error {
+// Stop detaches, lets the reader hand the sink every record the kernel
+// copied before the detach, and stops it. It may be called more than once.
+func (c *Live) Stop() {
+	c.stopOnce.Do(func() {
+		close(c.stopWatch)
+		c.mu.Lock()
+		c.stopped = true
+		for _, a := range c.attachments {
+			if err := a.Close(); err != nil {
+				c.log.Warn("detach", "iface", a.Iface, "err", err)
+			} else {
+				c.log.Info("detached", "iface", a.Iface, "mode", a.Mode)
+			}
+		}
+		c.attachments = nil
+		c.mu.Unlock()
+		// With the hooks gone no program writes a record any more: Stop
+		// reads what is in the ring, flushes the sink and returns.
+		c.rd.Stop()
+		<-c.readDone
+		if c.readErr != nil {
+			c.log.Error("ring buffer reader", "err", c.readErr)
+		}
+	})
+}
+
+// Close releases the ring buffer and unloads the program, after Stop.
+func (c *Live) Close() error {
+	c.rd.Close()
 	if err := c.tee.Close(); err != nil {
 		return fmt.Errorf("unload: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/agent"
 	"github.com/shadowtee/shadowtee/bpf"
+	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/config"
 )
 
@@ -29,8 +30,8 @@ func captureFlags() []ucli.Flag {
 
 // captureConfig reads the capture flags. Ports may be left out when a rules
 // file gives them.
-func captureConfig(c *ucli.Context, needPorts bool) (agent.CaptureConfig, error) {
-	cfg := agent.CaptureConfig{
+func captureConfig(c *ucli.Context, needPorts bool) (capture.Config, error) {
+	cfg := capture.Config{
 		Interfaces: splitList(c.StringSlice("iface")),
 		Poll:       c.Duration("poll-interval"),
 	}

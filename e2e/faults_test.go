@@ -39,19 +39,19 @@ func TestE2EShadowFaults(t *testing.T) {
 		must     string // a reason that must show
 	}{
 		{name: "refused", timeout: "1s", wait: 5 * time.Second,
-			allowed: []string{"failed/connect", "failed/backoff", "dropped/queue_full"}, must: "failed/connect"},
+			allowed: []string{"failed/connect", "failed/backoff", "dropped/overflow"}, must: "failed/connect"},
 		{name: "never-answers", shadow: silentShadow, timeout: "1s", wait: 8 * time.Second,
-			allowed: []string{"failed/timeout", "failed/aborted", "failed/connect", "failed/backoff", "dropped/queue_full"}, must: "failed/timeout"},
+			allowed: []string{"failed/timeout", "failed/aborted", "failed/connect", "failed/backoff", "dropped/overflow"}, must: "failed/timeout"},
 		{name: "answers-in-200ms/timeout-1s", shadow: slowShadow(200 * time.Millisecond), timeout: "1s", wait: 8 * time.Second,
 			mirrored: true},
 		{name: "answers-in-200ms/timeout-100ms", shadow: slowShadow(200 * time.Millisecond), timeout: "100ms", wait: 8 * time.Second,
-			allowed: []string{"failed/timeout", "failed/aborted", "failed/connect", "failed/backoff", "dropped/queue_full"}, must: "failed/timeout"},
+			allowed: []string{"failed/timeout", "failed/aborted", "failed/connect", "failed/backoff", "dropped/overflow"}, must: "failed/timeout"},
 		{name: "answers-in-5s/timeout-6s", shadow: slowShadow(5 * time.Second), timeout: "6s", n: 40, wait: 12 * time.Second,
 			mirrored: true},
 		{name: "answers-in-5s/timeout-1s", shadow: slowShadow(5 * time.Second), timeout: "1s", wait: 8 * time.Second,
-			allowed: []string{"failed/timeout", "failed/aborted", "failed/connect", "failed/backoff", "dropped/queue_full"}, must: "failed/timeout"},
+			allowed: []string{"failed/timeout", "failed/aborted", "failed/connect", "failed/backoff", "dropped/overflow"}, must: "failed/timeout"},
 		{name: "resets-mid-response", shadow: resettingShadow, timeout: "1s", wait: 8 * time.Second,
-			allowed: []string{"failed/reset", "failed/aborted", "failed/connect", "failed/backoff", "failed/write", "dropped/queue_full"}, must: "failed/reset"},
+			allowed: []string{"failed/reset", "failed/aborted", "failed/connect", "failed/backoff", "failed/write", "dropped/overflow"}, must: "failed/reset"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,10 +75,15 @@ func TestE2EShadowFaults(t *testing.T) {
 				if l.mirrored != float64(n) {
 					t.Errorf("%v of %d mirrored, want all: %v", l.mirrored, n, l)
 				}
-				// A slow shadow is waited for on the same connections, not
-				// given more of them.
-				if c := sumPrefix(e.metrics(), "shadowtee_shadow_connections_opened_total"); c > 4 {
-					t.Errorf("%v connections opened to a slow shadow, more than the 4 workers", c)
+				// A slow shadow gets a connection per request in flight, as
+				// an in-proxy mirror's pool does, and never more than the
+				// circuit breaker allows.
+				c := sumPrefix(e.metrics(), "shadowtee_shadow_connections_opened_total")
+				if c < 2 || c > 1024 {
+					t.Errorf("%v connections opened to a slow shadow; want more than one, at most the 1024 of the circuit breaker", c)
+				}
+				if got := fs.requests.Load(); got != int64(n) {
+					t.Errorf("the shadow read %d requests, want %d: one each, none twice", got, n)
 				}
 			} else {
 				if l.mirrored != 0 {
@@ -97,8 +102,8 @@ func TestE2EShadowFaults(t *testing.T) {
 
 // TestE2EShadowBlackholed drops every packet towards the shadow's port in
 // the shadow's namespace (SYNs included), so that connecting hangs: the
-// primary must not notice, the mirrors fail as connect failures (or queue
-// drops) and nothing reaches the shadow.
+// primary must not notice, the mirrors fail (connect, timeout) or are
+// dropped past the circuit breakers, and nothing reaches the shadow.
 func TestE2EShadowBlackholed(t *testing.T) {
 	requireRoot(t)
 	ipt, err := exec.LookPath("iptables")
@@ -132,9 +137,11 @@ func TestE2EShadowBlackholed(t *testing.T) {
 	if l.mirrored != 0 || e.shadow.Len() != 0 {
 		t.Errorf("%v mirrored, shadow received %d, through a DROP rule", l.mirrored, e.shadow.Len())
 	}
-	onlyReasons(t, l, "failed/connect", "failed/backoff", "dropped/queue_full")
-	if l.reasons["failed/connect"] == 0 {
-		t.Errorf("no connect failure counted: %v", l)
+	// Connecting hangs until the request's timeout, or fails: either way,
+	// counted against the shadow.
+	onlyReasons(t, l, "failed/connect", "failed/timeout", "failed/backoff", "dropped/overflow")
+	if l.reasons["failed/connect"]+l.reasons["failed/timeout"] == 0 {
+		t.Errorf("no connect failure or timeout counted: %v", l)
 	}
 	checkRSS(t, e, rss)
 	checkSummary(t, stopWithSummary(t, e), l)

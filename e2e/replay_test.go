@@ -21,7 +21,9 @@ func TestE2ERecordReplayRoundTrip(t *testing.T) {
 	for _, mode := range []string{"tcx", "tc"} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
-			e.startAgent("--attach-mode", mode)
+			// --ordered, live and replayed, so that the order of each
+			// connection's requests can be compared too.
+			e.startAgent("--attach-mode", mode, "--ordered")
 			out := filepath.Join(t.TempDir(), "live.pcapng")
 			var recOut, recErr lockedBuffer
 			rec, err := agentproc.Start(e.topo.Gateway, binary, []string{"record",
@@ -53,7 +55,7 @@ func TestE2ERecordReplayRoundTrip(t *testing.T) {
 			// Replay to a second shadow on the shadow host.
 			replayed := recorder.New(nil)
 			e.serve(e.topo.Shadow, sandbox.ShadowIPv4+":8001", replayed)
-			cmd := exec.Command(binary, "replay", "--pcap", out, "--speed", "max",
+			cmd := exec.Command(binary, "replay", "--pcap", out, "--speed", "max", "--ordered",
 				"--shadow", "http://"+sandbox.ShadowIPv4+":8001", "--progress", "none", "--summary", "json")
 			var stdout, stderr lockedBuffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
