@@ -124,8 +124,8 @@
 //	          "sample": sample, "more_samples": [sample...]}
 //	sample = {"path" (instance), "kind", "primary", "shadow" (null: absent), "line",
 //	          "method", "target", "time", "truncated"}
-//	answer = {"status", "status_diff", "headers": [{"name", "value", "diff"}],
-//	          "body": [{"text", "diff"}], "body_len", "encoding", "media", "truncated", "note"}
+//	answer = {"status", "status_diff", "status_noise", "headers": [{"name", "value", "diff", "noise"}],
+//	          "body": [{"text", "diff", "noise"}], "body_len", "encoding", "media", "truncated", "note"}
 //
 // kind is one of value, missing, extra, type, lines, bytes. Values are
 // strings as they appear on the wire: JSON values as JSON text, header

@@ -445,7 +445,7 @@ func (e *Engine) different(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *vi
 	if e.cfg.Log != nil {
 		e.logPair(rs, ep, ex, pv, sv, at)
 	}
-	if ep.example != nil && e.exampleCurrent(ep) {
+	if ep.example != nil && e.current(ep, ep.example) {
 		return
 	}
 	var old int64
@@ -458,17 +458,6 @@ func (e *Engine) different(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *vi
 	x := e.makeExample(rs, ep, ex, pv, sv, at)
 	e.sampleBytes += x.size - old
 	ep.example = x
-}
-
-// exampleCurrent reports whether the endpoint's example still shows a
-// field judged different.
-func (e *Engine) exampleCurrent(ep *endpoint) bool {
-	for _, p := range ep.example.paths {
-		if f := ep.fields[p]; f != nil && e.judge(ep, f) {
-			return true
-		}
-	}
-	return false
 }
 
 // VisitVerdicts calls fn with the count of every verdict of every

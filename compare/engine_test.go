@@ -36,6 +36,29 @@ func TestNoiseFromRepeatedRequests(t *testing.T) {
 	if f.Sample == nil || *f.Sample.Primary != "10" || *f.Sample.Shadow != "11" || f.Sample.Target != "/items/42" || f.Sample.Method != "GET" {
 		t.Errorf("sample: %+v", f.Sample)
 	}
+	// The example was taken from the first pair, before ts was known to be
+	// noise; it is shown as the fields are judged now.
+	x := ep.Example
+	if x == nil {
+		t.Fatal("no example")
+	}
+	marks := map[string]string{}
+	for _, p := range x.Shadow.Body {
+		switch {
+		case p.Diff:
+			marks[p.Text] = "different"
+		case p.Noise:
+			marks[p.Text] = "noise"
+		}
+	}
+	if marks["1000"] != "noise" || marks["11"] != "different" || len(marks) != 2 {
+		t.Errorf("shadow body marks %v", marks)
+	}
+	for _, d := range x.Differences {
+		if want := map[string]string{"body.ts": "noise", "body.price": "different"}[d.Path]; d.Verdict != want {
+			t.Errorf("difference %s: verdict %s, want %s", d.Path, d.Verdict, want)
+		}
+	}
 }
 
 func TestNoiseOnlyVerdict(t *testing.T) {

@@ -20,11 +20,16 @@ const (
 	maxExampleDiff = 64       // differences listed
 )
 
-// example is an endpoint's example, with what the engine needs of it.
+// example is an endpoint's example, with what the engine needs of it. The
+// marks of x are those of when it was taken; Report marks it anew from
+// the fields' verdicts of the moment (current).
 type example struct {
-	x     *Example
-	paths []string // the field paths it shows different
-	size  int64
+	x            *Example
+	bodyA, bodyB []string // the field path of each part of each body ("" for none)
+	hdrA, hdrB   []string // ... of each header row
+	status       bool     // the status codes differ
+	diffs        []string // ... of each difference
+	size         int64
 }
 
 func strPtr(b []byte) *string {
@@ -44,23 +49,17 @@ func (e *Engine) makeExample(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *
 		Truncated: e.pair.truncated,
 	}
 	out := &example{x: x}
-	marksA, marksB := map[string]bool{}, map[string]bool{}
-	hdrA, hdrB := map[string]bool{}, map[string]bool{}
-	statusDiff := false
+	// What each side shows marked, by instance path (body), name
+	// (headers) or line, and the field that marks it.
+	marksA, marksB := map[string]string{}, map[string]string{}
+	hdrA, hdrB := map[string]string{}, map[string]string{}
 	var lineA, lineB []lineMark
 	for i := range e.pair.recs {
 		r := &e.pair.recs[i]
 		tmpl, inst := string(e.pair.get(r.tmpl)), string(e.pair.get(r.inst))
-		f := e.fbuf[i]
-		verdict := "noise"
-		if e.judge(ep, f) {
-			verdict = "different"
-			if !slices.Contains(out.paths, f.path) {
-				out.paths = append(out.paths, f.path)
-			}
-		}
+		path := e.fbuf[i].path
 		if len(x.Differences) < maxExampleDiff {
-			d := Difference{Path: inst, Kind: r.kind.String(), Line: int(r.line), Verdict: verdict}
+			d := Difference{Path: inst, Kind: r.kind.String(), Line: int(r.line)}
 			if r.hasA {
 				d.Primary = strPtr(e.pair.get(r.va))
 			}
@@ -68,27 +67,33 @@ func (e *Engine) makeExample(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *
 				d.Shadow = strPtr(e.pair.get(r.vb))
 			}
 			x.Differences = append(x.Differences, d)
+			out.diffs = append(out.diffs, path)
 		}
 		switch {
 		case tmpl == "status":
-			statusDiff = true
+			out.status = true
 		case strings.HasPrefix(tmpl, "header."), strings.HasPrefix(tmpl, "trailer."):
 			name := tmpl[strings.IndexByte(tmpl, '.')+1:]
-			hdrA[name], hdrB[name] = r.hasA, r.hasB
-		case r.kind == kindLines:
-			lineA = append(lineA, lineMark{int(r.line), strings.Count(string(e.pair.get(r.va)), "\n") + 1})
-			lineB = append(lineB, lineMark{int(r.line), strings.Count(string(e.pair.get(r.vb)), "\n") + 1})
-		default:
 			if r.hasA {
-				marksA[inst] = true
+				hdrA[name] = path
 			}
 			if r.hasB {
-				marksB[inst] = true
+				hdrB[name] = path
+			}
+		case r.kind == kindLines:
+			lineA = append(lineA, lineMark{int(r.line), strings.Count(string(e.pair.get(r.va)), "\n") + 1, path})
+			lineB = append(lineB, lineMark{int(r.line), strings.Count(string(e.pair.get(r.vb)), "\n") + 1, path})
+		default:
+			if r.hasA {
+				marksA[inst] = path
+			}
+			if r.hasB {
+				marksB[inst] = path
 			}
 		}
 	}
-	x.Primary = e.answerView(pv, statusDiff, hdrA, marksA, lineA)
-	x.Shadow = e.answerView(sv, statusDiff, hdrB, marksB, lineB)
+	x.Primary, out.hdrA, out.bodyA = e.answerView(pv, hdrA, marksA, lineA)
+	x.Shadow, out.hdrB, out.bodyB = e.answerView(sv, hdrB, marksB, lineB)
 
 	for _, f := range ex.Header {
 		v := string(f.Value)
@@ -102,12 +107,87 @@ func (e *Engine) makeExample(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *
 	x.RequestBody, x.RequestNote = body, note
 	x.Curl = curlLine(rs.shadowURL, ex, e.red, body, note == "")
 
-	blob, _ := json.Marshal(x)
-	out.size = int64(len(blob)) + 256
+	out.x = e.marked(ep, out)
+	blob, _ := json.Marshal(out.x)
+	out.size = int64(len(blob)) + 256 + int64(8*(len(out.bodyA)+len(out.bodyB)+len(out.hdrA)+len(out.hdrB)+len(out.diffs)))
 	return out
 }
 
-type lineMark struct{ first, n int }
+// verdictOf returns how the field at path is judged now: "different" or
+// "noise".
+func (e *Engine) verdictOf(ep *endpoint, path string) string {
+	if f := ep.fields[path]; f != nil && e.judge(ep, f) {
+		return "different"
+	}
+	return "noise"
+}
+
+// current reports whether the example still shows a field judged
+// different.
+func (e *Engine) current(ep *endpoint, x *example) bool {
+	for _, p := range x.diffs {
+		if e.verdictOf(ep, p) == "different" {
+			return true
+		}
+	}
+	return false
+}
+
+// marked returns a copy of the example's Example marked by the verdicts of
+// the moment: a differing part shows as different or as noise as its field
+// is judged now.
+func (e *Engine) marked(ep *endpoint, ex *example) *Example {
+	x := *ex.x
+	verdicts := make(map[string]string)
+	v := func(path string) string {
+		if path == "" {
+			return ""
+		}
+		if r, ok := verdicts[path]; ok {
+			return r
+		}
+		r := e.verdictOf(ep, path)
+		verdicts[path] = r
+		return r
+	}
+	x.Differences = slices.Clone(x.Differences)
+	for i := range x.Differences {
+		x.Differences[i].Verdict = v(ex.diffs[i])
+	}
+	side := func(a AnswerView, hdr, body []string) AnswerView {
+		a.StatusDiff, a.StatusNoise = false, false
+		if ex.status {
+			st := v("status")
+			a.StatusDiff, a.StatusNoise = st == "different", st == "noise"
+		}
+		a.Headers = slices.Clone(a.Headers)
+		for i := range a.Headers {
+			r := v(hdr[i])
+			a.Headers[i].Diff, a.Headers[i].Noise = r == "different", r == "noise"
+		}
+		a.Body = slices.Clone(a.Body)
+		for i := range a.Body {
+			r := v(body[i])
+			a.Body[i].Diff, a.Body[i].Noise = r == "different", r == "noise"
+		}
+		return a
+	}
+	x.Primary = side(x.Primary, ex.hdrA, ex.bodyA)
+	x.Shadow = side(x.Shadow, ex.hdrB, ex.bodyB)
+	return &x
+}
+
+type lineMark struct {
+	first, n int
+	path     string
+}
+
+// markRange is a marked range of bytes of a body as shown, and the field
+// that marks it.
+type markRange struct {
+	start, end int
+	path       string
+}
 
 // requestBody returns the request body as the example shows it and the
 // curl line sends it (redacted), or a note saying why it is left out.
@@ -154,11 +234,12 @@ func (e *Engine) requestBody(ex *Exchange) (string, string) {
 	return string(b), ""
 }
 
-// answerView shows one answer of an example.
-func (e *Engine) answerView(v *view, statusDiff bool, hdr map[string]bool, marks map[string]bool, lines []lineMark) AnswerView {
+// answerView shows one answer of an example, and returns the field path
+// that marks each header row and each body part.
+func (e *Engine) answerView(v *view, hdr map[string]string, marks map[string]string, lines []lineMark) (av AnswerView, hdrPaths, bodyPaths []string) {
 	a := v.ans
-	av := AnswerView{
-		Status: a.Status, StatusDiff: statusDiff, BodyLen: a.BodyLen,
+	av = AnswerView{
+		Status: a.Status, BodyLen: a.BodyLen,
 		Encoding: strings.ToValidUTF8(string(v.enc), "?"), Media: v.media.String(),
 		Truncated: v.cut, Headers: []Header{}, Body: []BodyPart{},
 	}
@@ -169,16 +250,17 @@ func (e *Engine) answerView(v *view, statusDiff bool, hdr map[string]bool, marks
 			if e.red.header(f.Name) {
 				val = redacted
 			}
-			av.Headers = append(av.Headers, Header{Name: strings.ToValidUTF8(string(f.Name), "?"), Value: strings.ToValidUTF8(val, "\uFFFD"), Diff: hdr[name]})
+			av.Headers = append(av.Headers, Header{Name: strings.ToValidUTF8(string(f.Name), "?"), Value: strings.ToValidUTF8(val, "\uFFFD")})
+			hdrPaths = append(hdrPaths, hdr[name])
 		}
 	}
 	if v.err != nil {
 		av.Note = "cannot decode: " + v.err.Error()
-		return av
+		return av, hdrPaths, nil
 	}
 	body := v.body
 	if len(body) == 0 {
-		return av
+		return av, hdrPaths, nil
 	}
 	media := v.media
 	if media == mediaUnknown && looksJSON(body) {
@@ -187,15 +269,15 @@ func (e *Engine) answerView(v *view, statusDiff bool, hdr map[string]bool, marks
 	if media == mediaJSON {
 		text, ranges, complete, ok := prettyJSON(body, e.red, marks, exampleBodyCap)
 		if ok {
-			av.Body = bodyParts(text, ranges)
+			av.Body, bodyPaths = bodyParts(text, ranges)
 			if !complete {
 				av.Note = "shown up to where the body held ends"
 			}
-			return av
+			return av, hdrPaths, bodyPaths
 		}
 		if len(e.red.paths) > 0 {
 			av.Note = "body withheld: not JSON, and body fields are redacted"
-			return av
+			return av, hdrPaths, nil
 		}
 	}
 	if media == mediaForm {
@@ -203,16 +285,16 @@ func (e *Engine) answerView(v *view, statusDiff bool, hdr map[string]bool, marks
 	}
 	if !utf8.Valid(body) && !(v.cut && utf8.Valid(trimPartialRune(body))) {
 		av.Note = strconv.Itoa(len(body)) + " bytes of binary data"
-		return av
+		return av, hdrPaths, nil
 	}
 	note := ""
 	if len(body) > exampleBodyCap {
 		body = trimPartialRune(body[:exampleBodyCap])
 		note = "shown up to " + strconv.Itoa(exampleBodyCap) + " bytes"
 	}
-	av.Body = bodyParts(body, lineRanges(body, lines))
+	av.Body, bodyPaths = bodyParts(body, lineRanges(body, lines))
 	av.Note = note
-	return av
+	return av, hdrPaths, bodyPaths
 }
 
 // trimPartialRune drops a cut UTF-8 sequence at the end of b.
@@ -228,8 +310,8 @@ func trimPartialRune(b []byte) []byte {
 }
 
 // lineRanges returns the byte ranges of the marked lines of text.
-func lineRanges(text []byte, lines []lineMark) [][2]int {
-	var out [][2]int
+func lineRanges(text []byte, lines []lineMark) []markRange {
+	var out []markRange
 	for _, l := range lines {
 		start, line := 0, 1
 		for line < l.first && start < len(text) {
@@ -251,36 +333,36 @@ func lineRanges(text []byte, lines []lineMark) [][2]int {
 			end += k + 1
 		}
 		if end > start {
-			out = append(out, [2]int{start, end})
+			out = append(out, markRange{start, end, l.path})
 		}
 	}
 	return out
 }
 
-// bodyParts cuts text into parts at the marked ranges.
-func bodyParts(text []byte, ranges [][2]int) []BodyPart {
-	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
-	var parts []BodyPart
-	add := func(b []byte, diff bool) {
+// bodyParts cuts text into parts at the marked ranges, and returns the
+// field that marks each part ("" for none).
+func bodyParts(text []byte, ranges []markRange) ([]BodyPart, []string) {
+	slices.SortFunc(ranges, func(a, b markRange) int { return a.start - b.start })
+	parts := []BodyPart{}
+	var paths []string
+	add := func(b []byte, path string) {
 		if len(b) > 0 {
-			parts = append(parts, BodyPart{Text: strings.ToValidUTF8(string(b), "\uFFFD"), Diff: diff})
+			parts = append(parts, BodyPart{Text: strings.ToValidUTF8(string(b), "\uFFFD")})
+			paths = append(paths, path)
 		}
 	}
 	at := 0
 	for _, r := range ranges {
-		s, t := max(r[0], at), min(r[1], len(text))
+		s, t := max(r.start, at), min(r.end, len(text))
 		if s >= t {
 			continue
 		}
-		add(text[at:s], false)
-		add(text[s:t], true)
+		add(text[at:s], "")
+		add(text[s:t], r.path)
 		at = t
 	}
-	add(text[at:], false)
-	if parts == nil {
-		parts = []BodyPart{}
-	}
-	return parts
+	add(text[at:], "")
+	return parts, paths
 }
 
 // logLine is one line of the compare log.

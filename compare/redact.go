@@ -65,9 +65,10 @@ type jsonWriter struct {
 	out      []byte
 	pretty   bool
 	red      *redactor
-	marks    map[string]bool // instance paths whose values to mark
-	ranges   [][2]int        // marked byte ranges of out
-	open     int             // start of the open mark, or -1
+	marks    map[string]string // instance paths whose values to mark, and the field that marks them
+	ranges   []markRange       // marked byte ranges of out
+	open     int               // start of the open mark, or -1
+	openMark string
 	tmpl     []byte
 	inst     []byte
 	limit    int
@@ -91,7 +92,7 @@ func rewriteCompact(dst, src []byte, base string, red *redactor) ([]byte, bool) 
 // prettyJSON indents src (a body) with the redacted fields replaced and
 // the values at the instance paths in marks marked. A document that ends
 // early is written up to where it ends; ok is false when src is not JSON.
-func prettyJSON(src []byte, red *redactor, marks map[string]bool, limit int) (out []byte, ranges [][2]int, complete, ok bool) {
+func prettyJSON(src []byte, red *redactor, marks map[string]string, limit int) (out []byte, ranges []markRange, complete, ok bool) {
 	w := jsonWriter{pretty: true, red: red, marks: marks, tmpl: []byte("body"), inst: []byte("body"), limit: limit, open: -1}
 	e, err := w.value(src, 0, 0)
 	switch {
@@ -99,7 +100,7 @@ func prettyJSON(src []byte, red *redactor, marks map[string]bool, limit int) (ou
 		return w.out, w.ranges, true, true
 	case err == errJSONEOF, err == errOutputLimit:
 		if w.open >= 0 {
-			w.ranges = append(w.ranges, [2]int{w.open, len(w.out)})
+			w.ranges = append(w.ranges, markRange{w.open, len(w.out), w.openMark})
 		}
 		return w.out, w.ranges, false, true
 	}
@@ -128,12 +129,14 @@ func (w *jsonWriter) value(d []byte, i, depth int) (int, error) {
 		return i, errOutputLimit
 	}
 	opened := false
-	if w.marks != nil && w.open < 0 && w.marks[string(w.inst)] {
-		w.open, opened = len(w.out), true
+	if w.marks != nil && w.open < 0 {
+		if m := w.marks[string(w.inst)]; m != "" {
+			w.open, w.openMark, opened = len(w.out), m, true
+		}
 	}
 	e, err := w.value1(d, i, depth)
 	if opened && err == nil {
-		w.ranges = append(w.ranges, [2]int{w.open, len(w.out)})
+		w.ranges = append(w.ranges, markRange{w.open, len(w.out), w.openMark})
 		w.open = -1
 	}
 	return e, err

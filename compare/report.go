@@ -132,31 +132,36 @@ type Example struct {
 	Truncated      bool         `json:"truncated,omitempty"`
 }
 
-// Header is one header field; Diff marks a field that differs.
+// Header is one header field; Diff marks a field that differs and is
+// judged different, Noise one that differs and is judged noise.
 type Header struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
 	Diff  bool   `json:"diff,omitempty"`
+	Noise bool   `json:"noise,omitempty"`
 }
 
 // AnswerView is one answer of an example. Body is its decoded body,
-// indented when it is JSON, in parts: those with Diff set differ.
+// indented when it is JSON, in parts: those with Diff set differ in a field
+// judged different, those with Noise set in a field judged noise.
 type AnswerView struct {
-	Status     int        `json:"status"`
-	StatusDiff bool       `json:"status_diff,omitempty"`
-	Headers    []Header   `json:"headers"`
-	Body       []BodyPart `json:"body"`
-	BodyLen    int64      `json:"body_len"`
-	Encoding   string     `json:"encoding,omitempty"`
-	Media      string     `json:"media"`
-	Truncated  bool       `json:"truncated,omitempty"`
-	Note       string     `json:"note,omitempty"`
+	Status      int        `json:"status"`
+	StatusDiff  bool       `json:"status_diff,omitempty"`
+	StatusNoise bool       `json:"status_noise,omitempty"`
+	Headers     []Header   `json:"headers"`
+	Body        []BodyPart `json:"body"`
+	BodyLen     int64      `json:"body_len"`
+	Encoding    string     `json:"encoding,omitempty"`
+	Media       string     `json:"media"`
+	Truncated   bool       `json:"truncated,omitempty"`
+	Note        string     `json:"note,omitempty"`
 }
 
 // BodyPart is a piece of a body as shown.
 type BodyPart struct {
-	Text string `json:"text"`
-	Diff bool   `json:"diff,omitempty"`
+	Text  string `json:"text"`
+	Diff  bool   `json:"diff,omitempty"`
+	Noise bool   `json:"noise,omitempty"`
 }
 
 // Difference is one difference of an example; Verdict is "different" or
@@ -252,7 +257,7 @@ func (e *Engine) endpointReport(rs *ruleState, ep *endpoint) EndpointReport {
 		er.DiffShare = round6(float64(er.Different) / float64(ep.compared))
 	}
 	if ep.example != nil {
-		er.Example = ep.example.x
+		er.Example = e.marked(ep, ep.example)
 	}
 	for _, f := range ep.fieldList {
 		fr := fieldReport(ep, f)

@@ -110,12 +110,16 @@
   function answerSide(title, a) {
     const side = el('div', 'side');
     side.append(el('h4', null, title));
-    side.append(el('div', a.status_diff ? 'status diff' : 'status', 'HTTP ' + a.status));
+    side.append(el('div', a.status_diff ? 'status diff' : a.status_noise ? 'status noise' : 'status', 'HTTP ' + a.status));
     const ht = el('table', 'headers');
-    for (const h of a.headers || []) ht.append(el('tr', h.diff ? 'diff' : null, el('td', null, h.name), el('td', null, h.value)));
+    for (const h of a.headers || []) {
+      ht.append(el('tr', h.diff ? 'diff' : h.noise ? 'noise' : null, el('td', null, h.name), el('td', null, h.value)));
+    }
     side.append(ht);
     const pre = el('pre', 'bodytext');
-    for (const p of a.body || []) pre.append(p.diff ? el('span', 'diff', p.text) : document.createTextNode(p.text));
+    for (const p of a.body || []) {
+      pre.append(p.diff ? el('span', 'diff', p.text) : p.noise ? el('span', 'noise', p.text) : document.createTextNode(p.text));
+    }
     if ((a.body || []).length) side.append(pre);
     const notes = [];
     if (a.media) notes.push(a.media);
@@ -132,6 +136,8 @@
     d.open = true;
     d.append(el('summary', null, 'Example: ' + x.method + ' ' + x.target + ' at ' + new Date(x.time).toLocaleString()));
     d.append(el('div', 'example', answerSide('Primary', x.primary), answerSide('Shadow', x.shadow)));
+    d.append(el('div', 'legend', el('span', 'diff', 'differs'), ' in a field judged different · ',
+      el('span', 'noise', 'differs'), ' in a field judged noise'));
     const pre = el('pre', null, x.curl);
     const btn = el('button', null, 'copy');
     btn.addEventListener('click', () => {
