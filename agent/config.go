@@ -69,7 +69,7 @@ const (
 
 // Validate checks the parts of the configuration that flags parsing cannot.
 func (c *Config) Validate() error {
-	if c.Rules == nil || len(c.Rules.Rules) == 0 {
+	if (c.Rules == nil || len(c.Rules.Rules) == 0) && c.RulesPath == "" {
 		return errors.New("no rule: give --shadow (and --port), or --config")
 	}
 	if len(c.Capture.Interfaces) == 0 {
