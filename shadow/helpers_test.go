@@ -505,6 +505,7 @@ type fakeReq struct {
 	stream                          *httpmsg.BodyStream
 	client, server                  netip.AddrPort
 	released                        atomic.Int32
+	wf, wt                          []httpmsg.Field // fields and trailers as bytes
 }
 
 var _ httpmsg.Request = (*fakeReq)(nil)
@@ -512,6 +513,17 @@ var _ httpmsg.Request = (*fakeReq)(nil)
 func newFake(method, authority, path string, fields ...[2]string) *fakeReq {
 	return &fakeReq{method: method, scheme: "http", authority: authority, path: path, fields: fields,
 		client: testClient, server: testServer}
+}
+
+// wire returns kv as fields, made once: a framer's view does not allocate.
+func wire(cache *[]httpmsg.Field, kv [][2]string) []httpmsg.Field {
+	if len(*cache) != len(kv) {
+		*cache = (*cache)[:0]
+		for _, f := range kv {
+			*cache = append(*cache, httpmsg.Field{Name: []byte(f[0]), Value: []byte(f[1])})
+		}
+	}
+	return *cache
 }
 
 func bs(s string) []byte {
@@ -536,15 +548,15 @@ func (f *fakeReq) Header(name string) ([]byte, bool) {
 	return nil, false
 }
 func (f *fakeReq) VisitHeaders(fn func(name, value []byte) bool) {
-	for _, kv := range f.fields {
-		if !fn([]byte(kv[0]), []byte(kv[1])) {
+	for _, kv := range wire(&f.wf, f.fields) {
+		if !fn(kv.Name, kv.Value) {
 			return
 		}
 	}
 }
 func (f *fakeReq) VisitTrailers(fn func(name, value []byte) bool) {
-	for _, kv := range f.trailers {
-		if !fn([]byte(kv[0]), []byte(kv[1])) {
+	for _, kv := range wire(&f.wt, f.trailers) {
+		if !fn(kv.Name, kv.Value) {
 			return
 		}
 	}

@@ -320,7 +320,6 @@ func TestCloseAborts(t *testing.T) {
 func TestCloseUnused(t *testing.T) {
 	s := newSender(t, SenderConfig{URL: "http://127.0.0.1:9"})
 	closeSender(t, s)
-	s.Start() // does nothing
 	if s.Send(request(t, testClient, 0, ""), nil) {
 		t.Error("Send after Close")
 	}

@@ -328,19 +328,19 @@ func TestAppendHTTP1DoesNotAllocate(t *testing.T) {
 
 func TestIsShadowed(t *testing.T) {
 	for in, want := range map[string]bool{
-		"foo-shadow":            true,
-		"foo.bar.com-shadow":    true,
-		"foo-SHADOW:8080":       true,
-		"[::1]-shadow:8080":     true,
-		"[::1]-shadow":          true,
-		"198.18.0.2-shadow:80":  true,
-		"foo.bar.com":           false,
-		"foo:8080":              false,
-		"foo-shadow.com":        false,
-		"shadow":                false,
-		"-shadow":               true,
-		"":                      false,
-		"[fd00::1:2]:8080":      false,
+		"foo-shadow":           true,
+		"foo.bar.com-shadow":   true,
+		"foo-SHADOW:8080":      true,
+		"[::1]-shadow:8080":    true,
+		"[::1]-shadow":         true,
+		"198.18.0.2-shadow:80": true,
+		"foo.bar.com":          false,
+		"foo:8080":             false,
+		"foo-shadow.com":       false,
+		"shadow":               false,
+		"-shadow":              true,
+		"":                     false,
+		"[fd00::1:2]:8080":     false,
 	} {
 		if got := IsShadowed([]byte(in)); got != want {
 			t.Errorf("IsShadowed(%q) = %v, want %v", in, got, want)

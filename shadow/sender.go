@@ -165,13 +165,3 @@ func (cfg *SenderConfig) settings() (settings, error) {
 	}
 	return st, nil
 }
-
-// NewSender returns an HTTP/1 sender.
-//
-// Deprecated: use NewHTTP1.
-func NewSender(cfg SenderConfig) (*HTTP1Sender, error) { return NewHTTP1(cfg) }
-
-// Start does nothing: a sender works from NewHTTP1 on.
-//
-// Deprecated: remove the call.
-func (s *HTTP1Sender) Start() {}

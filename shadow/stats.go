@@ -21,11 +21,6 @@ const (
 	DropOverflow   DropReason = iota
 	DropClosed                // Send was called after Close
 	NumDropReasons            // the number of DropReason values
-
-	// DropQueueFull is the former name of DropOverflow.
-	//
-	// Deprecated: use DropOverflow; its label is "overflow".
-	DropQueueFull = DropOverflow
 )
 
 var dropNames = [NumDropReasons]string{"overflow", "closed"}
