@@ -76,6 +76,12 @@ func looksJSON(b []byte) bool {
 
 // bodies compares the decoded bodies of two answers.
 func (c *comparer) bodies(a, b *view, out *pairBuf) {
+	if !a.ready && !b.ready && !a.ans.Truncated && !b.ans.Truncated &&
+		bytes.Equal(a.enc, b.enc) && bytes.Equal(a.ans.Body, b.ans.Body) {
+		return // the same bytes in the same coding
+	}
+	c.ensure(a)
+	c.ensure(b)
 	if a.err != nil || b.err != nil {
 		c.undecodable(a, b, out)
 		return
@@ -293,9 +299,9 @@ func describeDecoded(v *view) []byte {
 	}
 	d := strconv.AppendInt(nil, int64(len(v.body)), 10)
 	d = append(d, " bytes decoded"...)
-	if v.enc != nil {
+	if v.removed != nil {
 		d = append(d, " from "...)
-		d = append(d, v.enc...)
+		d = append(d, v.removed...)
 	}
 	return d
 }

@@ -4,27 +4,52 @@ import (
 	"strconv"
 
 	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
-// view is an answer ready to compare: its body decoded.
+// view is an answer ready to compare. Its body is decoded when a
+// comparison needs it: two answers with the same coding and the same coded
+// bytes are equal without.
 type view struct {
 	ans *httpmsg.Answer
 	decoded
+	ready bool    // decoded holds the decoded body
+	dst   *[]byte // where to decode it
 	media mediaKind
+	enc   []byte // the Content-Encoding value, as sent
 }
 
 // comparer compares answers. It belongs to one goroutine at a time (the
 // engine's lock) and reuses its scratch space.
 type comparer struct {
-	hc  headerComparer
-	jd  jsonDiff
-	dec *decoders
+	hc      headerComparer
+	jd      jsonDiff
+	dec     *decoders
+	limited uint64 // bodies whose decoding hit the bound
 }
 
-// view decodes a; dst is scratch space for the decoded body, kept by the
-// caller.
+// view prepares a for comparing; dst is scratch space for its decoded body,
+// kept by the caller.
 func (c *comparer) view(a *httpmsg.Answer, dst *[]byte) view {
-	return view{ans: a, decoded: c.dec.decode(a, dst), media: mediaOf(a.Header)}
+	v := view{ans: a, dst: dst, media: mediaOf(a.Header)}
+	for _, f := range a.Header {
+		if httpsyntax.EqualFold(f.Name, "content-encoding") {
+			v.enc = f.Value
+		}
+	}
+	return v
+}
+
+// ensure decodes the body of v, once.
+func (c *comparer) ensure(v *view) {
+	if v.ready {
+		return
+	}
+	v.decoded = c.dec.decode(v.ans, v.dst)
+	v.ready = true
+	if v.over {
+		c.limited++
+	}
 }
 
 // compare records in out how b differs from a: status, header fields (less

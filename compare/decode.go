@@ -77,11 +77,11 @@ func (d *decoders) close() {
 
 // decoded is what decoding an answer's body gave.
 type decoded struct {
-	body []byte // decoded bytes: all of them, or a prefix when cut
-	cut  bool   // body is a prefix: the capture was truncated, or the bound was hit
-	over bool   // the decoded size passed the bound (a bomb, or simply large)
-	enc  []byte // the content codings removed, as sent ("gzip"); nil for none
-	err  error  // the body could not be decoded; body is then the raw body
+	body    []byte // decoded bytes: all of them, or a prefix when cut
+	cut     bool   // body is a prefix: the capture was truncated, or the bound was hit
+	over    bool   // the decoded size passed the bound (a bomb, or simply large)
+	removed []byte // the content codings removed, as sent ("gzip"); nil for none
+	err     error  // the body could not be decoded; body is then the raw body
 }
 
 // parseCodings reads the Content-Encoding fields of h into cs, in the order
@@ -132,12 +132,12 @@ func (d *decoders) decode(a *httpmsg.Answer, dst *[]byte) decoded {
 	var cs [maxCodings]coding
 	n, raw, err := parseCodings(a.Header, &cs)
 	if err != nil {
-		return decoded{body: a.Body, cut: a.Truncated, enc: raw, err: err}
+		return decoded{body: a.Body, cut: a.Truncated, removed: raw, err: err}
 	}
 	if n == 0 || len(a.Body) == 0 {
 		return decoded{body: a.Body, cut: a.Truncated}
 	}
-	out := decoded{enc: raw}
+	out := decoded{removed: raw}
 	in := a.Body
 	// The last coding applied is the first to remove. With more than one,
 	// the output of each step is the input of the next: alternate between
@@ -161,7 +161,7 @@ func (d *decoders) decode(a *httpmsg.Answer, dst *[]byte) decoded {
 				// what decoded before the end is the prefix.
 				break
 			}
-			return decoded{body: a.Body, cut: a.Truncated, enc: out.enc, err: fmt.Errorf("%s: %w", cs[i], err)}
+			return decoded{body: a.Body, cut: a.Truncated, removed: out.removed, err: fmt.Errorf("%s: %w", cs[i], err)}
 		}
 	}
 	out.body, out.cut = in, cut

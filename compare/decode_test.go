@@ -183,6 +183,11 @@ func TestDecodeBombs(t *testing.T) {
 	if got := paths(ep.Pending); len(got) != 1 || got[0] != "header.content-encoding" {
 		t.Errorf("fields %q: the bodies agree as far as they are decoded", got)
 	}
+	// The same bytes in the same coding are equal without decoding.
+	e.Add(exchange(1, "GET", "/same-bomb", p, coded(p.Body, "gzip")))
+	if r := e.Report(); r.Totals.DecodeLimited != 2 || endpointOf(t, r, "GET", "/same-bomb").Same != 1 {
+		t.Errorf("identical coded bodies: decode_limited %d", r.Totals.DecodeLimited)
+	}
 }
 
 func TestDecodedInEngine(t *testing.T) {

@@ -142,10 +142,11 @@
 //     headers out.
 //   - Submit never blocks: a bounded queue feeds the engine's goroutine, and
 //     a full queue drops the exchange and counts it.
-//   - Comparing an identical pair allocates nothing once the engine is warm,
-//     and JSON is walked in lock step without building trees: where both
-//     documents hold the same bytes only one side is scanned, by brackets
-//     and quotes.
+//   - Comparing an identical pair allocates nothing once the engine is warm;
+//     bodies with the same coding and the same coded bytes are not even
+//     decoded. JSON is walked in lock step without building trees: where
+//     both documents hold the same bytes only one side is scanned, by
+//     brackets and quotes.
 //   - Memory is bounded: rules, endpoints, fields, samples
 //     (Config.MaxSampleBytes), the noise LRU, decoded bodies
 //     (Config.BodyCap), the path tree.

@@ -72,8 +72,8 @@ type Engine struct {
 }
 
 type totals struct {
-	exchanges, compared, truncated, noisePairs, secondary, decodeLimited uint64
-	verdicts                                                             [nVerdicts]uint64
+	exchanges, compared, truncated, noisePairs, secondary uint64
+	verdicts                                              [nVerdicts]uint64
 }
 
 // New returns a running engine; Close stops it.
@@ -300,9 +300,6 @@ func (e *Engine) add(ex *Exchange) {
 	var pv view
 	if ex.Primary != nil {
 		pv = e.cmp.view(ex.Primary, &e.bufP)
-		if pv.over {
-			e.tot.decodeLimited++
-		}
 		// Noise, Diffy's way: the same request answered by a second copy
 		// of the current release.
 		if ex.Secondary != nil {
@@ -315,6 +312,7 @@ func (e *Engine) add(ex *Exchange) {
 		hk := e.cache.hash(&k)
 		if old := e.cache.get(&k, hk, at); old != nil {
 			e.noisePair(ep, &old.v, &pv)
+			e.cache.resize(old, at)
 		}
 		e.cache.put(&k, hk, at, &pv)
 	}
@@ -325,9 +323,6 @@ func (e *Engine) add(ex *Exchange) {
 		return
 	}
 	sv := e.cmp.view(ex.Shadow, &e.bufS)
-	if sv.over {
-		e.tot.decodeLimited++
-	}
 	e.pair.reset(true)
 	e.cmp.compare(&pv, &sv, &e.pair)
 	ep.compared++

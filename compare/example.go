@@ -92,6 +92,8 @@ func (e *Engine) makeExample(rs *ruleState, ep *endpoint, ex *Exchange, pv, sv *
 			}
 		}
 	}
+	e.cmp.ensure(pv)
+	e.cmp.ensure(sv)
 	x.Primary, out.hdrA, out.bodyA = e.answerView(pv, hdrA, marksA, lineA)
 	x.Shadow, out.hdrB, out.bodyB = e.answerView(sv, hdrB, marksB, lineB)
 
@@ -240,7 +242,7 @@ func (e *Engine) answerView(v *view, hdr map[string]string, marks map[string]str
 	a := v.ans
 	av = AnswerView{
 		Status: a.Status, BodyLen: a.BodyLen,
-		Encoding: strings.ToValidUTF8(string(v.enc), "?"), Media: v.media.String(),
+		Encoding: strings.ToValidUTF8(string(v.removed), "?"), Media: v.media.String(),
 		Truncated: v.cut, Headers: []Header{}, Body: []BodyPart{},
 	}
 	for _, fs := range [][]httpmsg.Field{a.Header, a.Trailer} {

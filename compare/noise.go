@@ -100,21 +100,39 @@ func (c *noiseCache) put(k *cacheKey, hk uint64, at time.Time, v *view) {
 	e.key = *k
 	e.at = at
 	e.v = *v
-	if v.err == nil && v.enc != nil {
+	if v.ready && v.err == nil && v.removed != nil {
 		// The decoded body lives in the caller's scratch space: copy it.
 		e.buf = append(e.buf[:0], v.body...)
 		e.v.body = e.buf
 	}
-	e.size = int64(len(e.v.body)) + entryOverhead + int64(len(k.path)+len(k.authority))
-	if e.buf != nil && v.err == nil && v.enc != nil {
-		e.size += int64(len(v.ans.Body)) // the coded body stays too
-	}
-	for _, f := range v.ans.Header {
-		e.size += int64(len(f.Name) + len(f.Value) + 32)
-	}
+	// Not decoded yet: it will be, into the entry's own buffer, when a
+	// comparison needs it (resize then counts it).
+	e.v.dst = &e.buf
+	e.size = e.measure()
 	c.bytes += e.size
 	c.pushFront(e)
 	c.evict(at)
+}
+
+// measure returns what the entry holds, in bytes.
+func (e *cacheEntry) measure() int64 {
+	n := int64(entryOverhead + len(e.key.path) + len(e.key.authority) + len(e.v.ans.Body))
+	if e.v.ready && e.v.removed != nil {
+		n += int64(len(e.v.body)) // the decoded body, beside the coded one
+	}
+	for _, f := range e.v.ans.Header {
+		n += int64(len(f.Name) + len(f.Value) + 32)
+	}
+	return n
+}
+
+// resize counts again what e holds, once a comparison decoded its body.
+func (c *noiseCache) resize(e *cacheEntry, now time.Time) {
+	if n := e.measure(); n != e.size {
+		c.bytes += n - e.size
+		e.size = n
+		c.evict(now)
+	}
 }
 
 func (c *noiseCache) alloc() *cacheEntry {

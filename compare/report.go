@@ -204,7 +204,7 @@ func (e *Engine) Report() *Report {
 			Truncated:     e.tot.truncated,
 			NoisePairs:    e.tot.noisePairs,
 			Secondary:     e.tot.secondary,
-			DecodeLimited: e.tot.decodeLimited,
+			DecodeLimited: e.cmp.limited,
 			Dropped:       e.dropped.Load(),
 		},
 		Endpoints: []EndpointReport{},
