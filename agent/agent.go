@@ -80,6 +80,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		Live:       true,
 		Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 		Framing:    m.framingConfig(cfg.Limits),
+		HTTP2:      m.http2Config(cfg.Limits),
 		Stats:      &st.capture,
 	})
 	var err error

@@ -7,12 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net/http/httputil"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
 // DryRunRecord is one line of `replay --dry-run --output jsonl`: what would
@@ -25,8 +25,9 @@ type DryRunRecord struct {
 	Method       string      `json:"method"`
 	Target       string      `json:"target"`
 	Proto        string      `json:"proto"`
-	Host         string      `json:"host"`        // as captured; "" when absent
-	ShadowHost   string      `json:"shadow_host"` // as it would be sent
+	StreamID     uint32      `json:"stream_id,omitempty"` // HTTP/2
+	Host         string      `json:"host"`                // as captured (HTTP/2: :authority); "" when absent
+	ShadowHost   string      `json:"shadow_host"`         // as it would be sent
 	ShadowTarget string      `json:"shadow_target,omitempty"`
 	Headers      [][2]string `json:"headers"` // as captured, in order
 	Chunked      bool        `json:"chunked,omitempty"`
@@ -38,11 +39,12 @@ type DryRunRecord struct {
 type dryRunPrinter struct {
 	printed atomic.Uint64
 
-	mu  sync.Mutex
-	w   *bufio.Writer
-	enc *json.Encoder
-	buf []byte
-	err error
+	mu     sync.Mutex
+	w      *bufio.Writer
+	enc    *json.Encoder
+	buf    []byte
+	fields []httpmsg.Field
+	err    error
 }
 
 func newDryRunPrinter(w io.Writer) *dryRunPrinter {
@@ -53,41 +55,48 @@ func newDryRunPrinter(w io.Writer) *dryRunPrinter {
 }
 
 // emit prints r as rt would send it.
-func (p *dryRunPrinter) emit(r *httpframe.Request, rt *route) {
+func (p *dryRunPrinter) emit(r httpmsg.Request, rt *route) {
 	defer r.Release()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rec := DryRunRecord{
-		Time:    r.Captured.UTC(),
-		Rule:    rt.rule.Name,
-		Client:  r.ClientAddr.String(),
-		Server:  r.ServerAddr.String(),
-		Method:  string(r.Bytes(r.MethodSpan)),
-		Target:  string(r.Bytes(r.TargetSpan)),
-		Proto:   string(r.Bytes(r.VersionSpan)),
-		Chunked: r.Chunked,
-		Headers: make([][2]string, 0, len(r.Headers)),
+		Time:     r.Time().UTC(),
+		Rule:     rt.rule.Name,
+		Client:   r.Client().String(),
+		Server:   r.Server().String(),
+		Method:   string(r.Method()),
+		Proto:    r.Proto().String(),
+		StreamID: r.StreamID(),
+		Headers:  [][2]string{},
 	}
-	if s, ok := r.HeaderSpan("Host"); ok {
-		rec.Host = string(r.Bytes(s))
+	r.VisitHeaders(func(name, value []byte) bool {
+		rec.Headers = append(rec.Headers, [2]string{string(name), string(value)})
+		return true
+	})
+	if h1, ok := r.(*httpframe.Request); ok {
+		// The wire form: the target as sent, and the shadow's request as
+		// the splicer writes it.
+		rec.Target, rec.Chunked = string(h1.Target()), h1.Chunked
+		if v, ok := h1.Header("Host"); ok {
+			rec.Host = string(v)
+		}
+		p.buf = rt.rewriter.AppendHTTP1(p.buf[:0], h1)
+		rec.ShadowHost = headerValue(p.buf, "host")
+		if target := requestLineTarget(p.buf); target != rec.Target {
+			rec.ShadowTarget = target
+		}
+	} else {
+		rec.Target, rec.Host = string(r.Path()), string(r.Authority())
+		p.fields = rt.rewriter.Fields(p.fields[:0], r)
+		for _, f := range p.fields {
+			if string(f.Name) == ":authority" {
+				rec.ShadowHost = string(f.Value)
+			}
+		}
 	}
-	for _, h := range r.Headers {
-		rec.Headers = append(rec.Headers, [2]string{string(r.Bytes(h.Name)), string(r.Bytes(h.Value))})
-	}
-	p.buf = rt.rewriter.AppendRequest(p.buf[:0], r)
-	target, host := requestLineTarget(p.buf), headerValue(p.buf, "host")
-	rec.ShadowHost = host
-	if target != rec.Target {
-		rec.ShadowTarget = target
-	}
-	body := r.WireBody()
-	if r.Chunked {
-		// The decoded body is what the server sees; errors cannot happen on
-		// a body the framer accepted, and would only shorten the hash input.
-		body, _ = io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(body)))
-	}
-	sum := sha256.Sum256(body)
-	rec.BodyLen, rec.BodySHA256 = int64(len(body)), hex.EncodeToString(sum[:])
+	h := sha256.New()
+	r.VisitBody(func(b []byte) bool { h.Write(b); return true })
+	rec.BodyLen, rec.BodySHA256 = r.BodyLen(), hex.EncodeToString(h.Sum(nil))
 	if err := p.enc.Encode(rec); err != nil && p.err == nil {
 		p.err = err
 	}

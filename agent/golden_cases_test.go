@@ -2,6 +2,7 @@ package agent
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -222,8 +223,33 @@ var goldenExpectations = map[string]goldenExpect{
 		skipped: map[string]uint64{"upgrade": 1},
 	},
 	"http2-preface": {
-		targets: []string{},
-		skipped: map[string]uint64{"http2": 1},
+		// Prior knowledge: framed as HTTP/2 from the preface on.
+		targets: []string{"/"},
+		skipped: map[string]uint64{},
+		more: func(t *testing.T, s *Summary, recs []DryRunRecord) {
+			if r := recs[0]; r.Proto != "HTTP/2" || r.StreamID != 1 || r.ShadowHost != "shadowing.example-shadow" {
+				t.Errorf("record %+v: want HTTP/2 stream 1 to shadowing.example-shadow", r)
+			}
+			if s.Requests.ByProto["http2"] != 1 {
+				t.Errorf("framed by proto %v", s.Requests.ByProto)
+			}
+		},
+	},
+	// Real HTTP/2 clients against real servers (h2frame/testdata): every
+	// request is framed as HTTP/2, with its stream.
+	"curl":           http2Case("/curl/a?x=1", "/curl/b", "/curl/post"),
+	"nghttp":         http2Case("/nghttp/get", "/nghttp/post"),
+	"nghttp-upgrade": http2Case("/nghttp/upgrade"),
+	"go-client":      http2Case("/go/get?q=1", "/go/post", "/go/big", "/trailers"),
+	"grpc": http2Case("/shadowtee.test.Echo/Unary", "/shadowtee.test.Echo/ClientStream",
+		"/shadowtee.test.Echo/ServerStream", "/shadowtee.test.Echo/Bidi"),
+	"h2load": {
+		skipped: map[string]uint64{},
+		more: func(t *testing.T, s *Summary, recs []DryRunRecord) {
+			if len(recs) != 200 || s.Requests.ByProto["http2"] != 200 {
+				t.Errorf("%d printed, %v framed: want h2load's 200 as HTTP/2", len(recs), s.Requests.ByProto)
+			}
+		},
 	},
 	"garbage-then-request": {
 		targets: []string{"/after-garbage"},
@@ -271,4 +297,25 @@ var goldenExpectations = map[string]goldenExpect{
 			}
 		},
 	},
+}
+
+// http2Case expects the targets, in order, each printed as HTTP/2 with a
+// stream id and the suffixed :authority.
+func http2Case(targets ...string) goldenExpect {
+	return goldenExpect{
+		targets: targets,
+		skipped: map[string]uint64{},
+		more: func(t *testing.T, s *Summary, recs []DryRunRecord) {
+			for _, r := range recs {
+				if r.Proto != "HTTP/2" || r.StreamID == 0 || !strings.Contains(r.ShadowHost, "-shadow") {
+					t.Errorf("%s: proto %s stream %d shadow host %q", r.Target, r.Proto, r.StreamID, r.ShadowHost)
+				}
+			}
+			// An h2c upgrade request is framed by the HTTP/1 framer, and
+			// sent as HTTP/2's stream 1.
+			if s.Requests.Framed != uint64(len(targets)) {
+				t.Errorf("framed %d (%v), want %d", s.Requests.Framed, s.Requests.ByProto, len(targets))
+			}
+		},
+	}
 }

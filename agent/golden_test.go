@@ -8,6 +8,7 @@ import (
 	"flag"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,7 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/golden from the 
 const (
 	capturesDir   = "../testdata/captures"
 	realCaptures  = "../pcapfile/testdata"
+	h2Captures    = "../h2frame/testdata" // real HTTP/2 clients and servers
 	goldenDir     = "../testdata/golden"
 	captureServer = 8080 // the server port of every capture in the repository
 )
@@ -72,7 +74,7 @@ func dryRun(t testing.TB, path string, ports []uint16) ([]byte, *Summary) {
 func goldenCaptures(t testing.TB) []string {
 	t.Helper()
 	var paths []string
-	for _, dir := range []string{capturesDir, realCaptures} {
+	for _, dir := range []string{capturesDir, realCaptures, h2Captures} {
 		for _, pattern := range []string{"*.pcap", "*.pcapng"} {
 			m, err := filepath.Glob(filepath.Join(dir, pattern))
 			if err != nil {
@@ -136,9 +138,13 @@ func TestReplayGolden(t *testing.T) {
 			}
 			exp.check(t, sum, recs)
 
-			byPort, _ := dryRun(t, path, []uint16{captureServer})
+			port := uint16(captureServer)
+			if len(recs) > 0 {
+				port = netip.MustParseAddrPort(recs[0].Server).Port()
+			}
+			byPort, _ := dryRun(t, path, []uint16{port})
 			if !bytes.Equal(byPort, got) {
-				t.Errorf("--port %d gives other requests than finding the client side:\n%s", captureServer, lineDiff(got, byPort))
+				t.Errorf("--port %d gives other requests than finding the client side:\n%s", port, lineDiff(got, byPort))
 			}
 		})
 	}
@@ -188,7 +194,7 @@ func checkCommon(t *testing.T, sum *Summary, recs []DryRunRecord) {
 		if r.Host != "" && r.ShadowHost != shadow.ShadowHost(r.Host) {
 			t.Errorf("%s %s: shadow Host %q for Host %q", r.Method, r.Target, r.ShadowHost, r.Host)
 		}
-		if r.Time.IsZero() || r.Client == "" || !strings.HasSuffix(r.Server, ":8080") {
+		if r.Time.IsZero() || r.Client == "" || netip.MustParseAddrPort(r.Server).Port() != netip.MustParseAddrPort(recs[0].Server).Port() {
 			t.Errorf("%s %s: time %v, client %q, server %q", r.Method, r.Target, r.Time, r.Client, r.Server)
 		}
 	}

@@ -119,6 +119,12 @@ var families = []family{
 			emit(float64(q.Queued), "queued")
 			emit(float64(q.Mirrored), "mirrored")
 		}},
+	{"requests_framed_total", prometheus.CounterValue, "HTTP requests framed, by the protocol they were captured in (http1, http2).", []string{"proto"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for proto, n := range s.Requests.ByProto {
+				emit(float64(n), proto)
+			}
+		}},
 	{"requests_skipped_total", prometheus.CounterValue, "Requests not mirrored by decision (sampled, no_rule, already_shadowed) or because they could not be framed, by reason.", []string{"reason"},
 		func(s *Summary, emit func(float64, ...string)) { reasonSamples(s.Requests.Skipped, emit) }},
 	{"rule_requests_total", prometheus.CounterValue, "Requests of each rule: matched, sampled out, queued, mirrored.", []string{"rule", "result"},

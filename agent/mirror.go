@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,10 @@ import (
 	"time"
 
 	"github.com/shadowtee/shadowtee/config"
+	"github.com/shadowtee/shadowtee/h2frame"
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 	"github.com/shadowtee/shadowtee/shadow"
 )
 
@@ -20,6 +22,7 @@ import (
 // shadow. The rules can be replaced while requests flow (hot reload).
 type mirror struct {
 	framing httpframe.Stats
+	http2   h2frame.Stats
 	// wait makes Emit wait for room in the sender instead of dropping: for
 	// capture files, never for live capture.
 	wait    bool
@@ -157,9 +160,11 @@ func (m *mirror) retire(r *route) {
 // keep is the framers' Keep: it routes the request by the rules in force
 // and applies the rule's sampling. The tag is the route, so that a reload
 // between Keep and Emit still sends the request where Keep decided.
-func (m *mirror) keep(r *httpframe.Request) (any, bool) {
+func (m *mirror) keep(r httpmsg.Request) (any, bool) {
 	t := m.table.Load()
-	if alreadyShadowed(r) {
+	if shadow.IsShadowed(r.Authority()) {
+		// A mirror itself: mirroring it again would loop when a shadow
+		// listens on a watched port of a watched node.
 		m.skipped[skipShadowed].Add(1)
 		return nil, false
 	}
@@ -180,30 +185,31 @@ func (m *mirror) keep(r *httpframe.Request) (any, bool) {
 
 // emit is the framers' Emit: it hands the request to the sender of the
 // route that Keep chose.
-func (m *mirror) emit(r *httpframe.Request, tag any) {
+func (m *mirror) emit(r httpmsg.Request, tag any) {
 	rt := tag.(*route)
+	if r.Proto() == httpmsg.HTTP2 && isGRPC(r) {
+		// gRPC needs HTTP/2 to the shadow, which this sender does not
+		// speak: counted, not sent as HTTP/1.
+		m.skipped[skipProtocolMismatch].Add(1)
+		r.Release()
+		return
+	}
 	rt.sender.Send(r, nil)
 }
 
-// alreadyShadowed recognises a request that is itself a mirror (its Host
-// ends in -shadow): mirroring it again would loop when a shadow listens on
-// a watched port of a watched node.
-func alreadyShadowed(r *httpframe.Request) bool {
-	s, ok := r.HeaderSpan("Host")
-	if !ok {
+// isGRPC reports whether r is a gRPC call: its content type is
+// application/grpc, alone or with a +suffix or parameters.
+func isGRPC(r httpmsg.Request) bool {
+	ct, ok := r.Header("content-type")
+	if !ok || !httpsyntax.HasPrefixFold(ct, "application/grpc") {
 		return false
 	}
-	host := r.Bytes(s)
-	if i := bytes.LastIndexByte(host, ':'); i >= 0 && i > bytes.LastIndexByte(host, ']') {
-		host = host[:i]
-	}
-	return len(host) >= len(shadowSuffix) && string(host[len(host)-len(shadowSuffix):]) == shadowSuffix
+	rest := ct[len("application/grpc"):]
+	return len(rest) == 0 || rest[0] == '+' || rest[0] == ';'
 }
 
-const shadowSuffix = "-shadow"
-
-// framingConfig returns the framing configuration whose callbacks feed this
-// mirror.
+// framingConfig returns the HTTP/1 framing configuration whose callbacks
+// feed this mirror.
 func (m *mirror) framingConfig(lim Limits) *httpframe.Config {
 	var budget *httpframe.Budget
 	if lim.MaxBuffered > 0 {
@@ -214,8 +220,20 @@ func (m *mirror) framingConfig(lim Limits) *httpframe.Config {
 		MaxBodyBytes:   lim.MaxBody,
 		Budget:         budget,
 		Stats:          &m.framing,
-		Keep:           m.keep,
-		Emit:           m.emit,
+		Keep:           func(r *httpframe.Request) (any, bool) { return m.keep(r) },
+		Emit:           func(r *httpframe.Request, tag any) { m.emit(r, tag) },
+	}
+}
+
+// http2Config returns the HTTP/2 framing configuration whose callbacks
+// feed this mirror.
+func (m *mirror) http2Config(lim Limits) *h2frame.Config {
+	return &h2frame.Config{
+		MaxHeaderListSize: lim.MaxHeader,
+		MaxBodyBytes:      lim.MaxBody,
+		Stats:             &m.http2,
+		Keep:              m.keep,
+		Emit:              m.emit,
 	}
 }
 
@@ -277,12 +295,13 @@ func (m *mirror) close(ctx context.Context) error {
 type skipReason uint8
 
 const (
-	skipSampled  skipReason = iota // the rule's percentage left it out
-	skipNoRule                     // no rule matches it
-	skipShadowed                   // it is a mirror itself (Host ends in -shadow)
+	skipSampled          skipReason = iota // the rule's percentage left it out
+	skipNoRule                             // no rule matches it
+	skipShadowed                           // it is a mirror itself (Host ends in -shadow)
+	skipProtocolMismatch                   // gRPC, and the shadow is reached over HTTP/1
 	numSkipReasons
 )
 
-var skipNames = [numSkipReasons]string{"sampled", "no_rule", "already_shadowed"}
+var skipNames = [numSkipReasons]string{"sampled", "no_rule", "already_shadowed", "protocol_mismatch"}
 
 func (r skipReason) String() string { return skipNames[r] }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shadowtee/shadowtee/h2frame"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/reassembly"
 )
@@ -118,7 +119,9 @@ type PipelineConfig struct {
 	// set by the pipeline.
 	Reassembly reassembly.Config
 	Framing    *httpframe.Config
-	Stats      *CaptureStats
+	// HTTP2 frames HTTP/2 connections; nil counts them and skips them.
+	HTTP2 *h2frame.Config
+	Stats *CaptureStats
 }
 
 // NewPipeline starts the shards.
@@ -140,16 +143,17 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		budget:  cfg.Backlog,
 		stats:   cfg.Stats,
 	}
-	conns := &connConfig{h1: cfg.Framing}
+	conns := &connConfig{h1: cfg.Framing, h2: cfg.HTTP2}
 	// Each shard's queue holds its share of the backlog in full batches.
 	depth := max(4, int(cfg.Backlog/int64(arenaBytes)/int64(cfg.Shards)))
 	for i := range p.shards {
+		s := &shard{in: make(chan *batch, depth), stats: cfg.Stats}
 		rcfg := cfg.Reassembly
 		rcfg.NewStream = func(first *reassembly.Segment, midStream bool) reassembly.Stream {
 			if first.Dir == reassembly.ToClient {
 				return ignored{} // answers are framed only to be compared
 			}
-			return newConn(conns, first, midStream)
+			return newConn(conns, &s.timers, first, midStream)
 		}
 		// The limits are the agent's: each shard holds its share.
 		if rcfg.MaxBuffer > 0 {
@@ -158,7 +162,7 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		if rcfg.MaxStreams > 0 {
 			rcfg.MaxStreams = max(1, rcfg.MaxStreams/cfg.Shards)
 		}
-		s := &shard{in: make(chan *batch, depth), asm: reassembly.New(rcfg), stats: cfg.Stats}
+		s.asm = reassembly.New(rcfg)
 		if cfg.Live {
 			s.timer = time.NewTimer(time.Hour)
 			s.timer.Stop()
@@ -267,10 +271,11 @@ type shard struct {
 	stats   *CaptureStats
 	streams atomic.Int64
 
-	mu    sync.Mutex
-	asm   *reassembly.Assembler
-	timer *time.Timer // nil for files
-	armed time.Time   // the deadline timer is set for; zero when stopped
+	mu     sync.Mutex
+	asm    *reassembly.Assembler
+	timers connTimers  // connections whose HTTP/2 framer waits for time
+	timer  *time.Timer // nil for files
+	armed  time.Time   // the deadline timer is set for; zero when stopped
 }
 
 // tryInline runs seg on the caller's goroutine if the shard is idle: no
@@ -294,6 +299,9 @@ func (s *shard) settle() {
 		return
 	}
 	next := s.asm.NextDeadline()
+	if d := s.timers.next(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+		next = d
+	}
 	switch {
 	case next.IsZero():
 		if !s.armed.IsZero() {
@@ -338,6 +346,7 @@ func (s *shard) run() {
 			s.mu.Lock()
 			s.armed = time.Time{}
 			s.asm.Tick(now)
+			s.timers.tick(now)
 			s.settle()
 			s.mu.Unlock()
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
 	"github.com/shadowtee/shadowtee/pcapfile"
 	"github.com/shadowtee/shadowtee/reassembly"
 )
@@ -91,7 +92,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		return nil, err
 	}
 	st := &stats{start: time.Now(), mirror: m, file: &fileStats{}}
-	framing := m.framingConfig(cfg.Limits)
+	framing, http2 := m.framingConfig(cfg.Limits), m.http2Config(cfg.Limits)
 	shards := runtime.GOMAXPROCS(0)
 	var printer *dryRunPrinter
 	if cfg.DryRun != nil {
@@ -100,6 +101,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		printer = newDryRunPrinter(cfg.DryRun)
 		st.printed = &printer.printed
 		framing.Emit = func(r *httpframe.Request, tag any) { printer.emit(r, tag.(*route)) }
+		http2.Emit = func(r httpmsg.Request, tag any) { printer.emit(r, tag.(*route)) }
+		// A dry run prints requests whole: nothing streams.
+		http2.HoldBody, http2.StreamAfter = -1, -1
 	}
 
 	prog := &progressState{loops: cfg.Loop}
@@ -124,6 +128,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 			Backlog:    4 << 20,
 			Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 			Framing:    framing,
+			HTTP2:      http2,
 			Stats:      &st.capture,
 		})
 		sides := pcapfile.NewSides(cfg.Ports)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/config"
+	"github.com/shadowtee/shadowtee/h2frame"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/pcapfile"
 	"github.com/shadowtee/shadowtee/reassembly"
@@ -151,7 +152,10 @@ type SegmentSummary struct {
 
 // RequestSummary is what HTTP framing and the sender did with requests.
 type RequestSummary struct {
-	Framed   uint64            `json:"framed"`
+	Framed uint64 `json:"framed"`
+	// ByProto splits Framed by the protocol the requests were captured
+	// in: http1, http2.
+	ByProto  map[string]uint64 `json:"framed_by_proto"`
 	Skipped  map[string]uint64 `json:"skipped"` // by reason; "sampled" is the share not selected by --percent
 	Queued   uint64            `json:"queued"`
 	Dropped  map[string]uint64 `json:"dropped"` // never sent, by reason
@@ -215,10 +219,15 @@ func (s *stats) summary() *Summary {
 		OutOfOrder:   r.OutOfOrder.Load(),
 		Duplicates:   r.Duplicate.Load(),
 	}
-	f := &s.mirror.framing
+	f, h2 := &s.mirror.framing, &s.mirror.http2
 	skipped := map[string]uint64{}
 	for i := range httpframe.NumReasons {
 		if n := f.Skipped[i].Load(); n > 0 {
+			skipped[i.String()] = n
+		}
+	}
+	for i := range h2frame.NumReasons {
+		if n := h2.Skipped[i].Load(); n > 0 {
 			skipped[i.String()] = n
 		}
 	}
@@ -237,7 +246,11 @@ func (s *stats) summary() *Summary {
 	}
 	sum.Shadow = all.Snapshot()
 	sum.Requests = RequestSummary{
-		Framed:   f.Requests.Load(),
+		Framed: f.Requests.Load() + h2.Requests.Load(),
+		ByProto: map[string]uint64{
+			"http1": f.Requests.Load(),
+			"http2": h2.Requests.Load(),
+		},
 		Skipped:  skipped,
 		Queued:   sum.Shadow.Queued,
 		Dropped:  sum.Shadow.Dropped,

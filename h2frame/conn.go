@@ -672,3 +672,13 @@ func (c *Conn) clock(t time.Time) {
 func newAnswer(status int, header []httpmsg.Field, t time.Time) *httpmsg.Answer {
 	return &httpmsg.Answer{Proto: httpmsg.HTTP2, Status: status, Header: header, Start: t}
 }
+
+// NextDeadline returns when Tick next has work to do: the StreamAfter of
+// the earliest held request. It is the zero time when nothing waits for
+// time to pass, so that a quiet agent need not wake up for the connection.
+func (c *Conn) NextDeadline() time.Time {
+	if c.due == 0 || c.ended {
+		return time.Time{}
+	}
+	return time.Unix(0, c.due)
+}

@@ -109,6 +109,6 @@ func (c *Conn) Upgrade(req httpmsg.Request, tag any, kept bool) {
 	s := streamPool.Get().(*stream)
 	s.id, s.tag, s.req, s.wantAnswer = 1, tag, FromUpgrade(req), c.lim.answerOn
 	c.streams = append(c.streams, s)
-	c.st.Requests.Add(1)
+	// Not counted in Requests: the HTTP/1 framer that framed it did.
 	c.emitWhole(s)
 }
