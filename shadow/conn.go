@@ -36,26 +36,32 @@ type h1conn struct {
 	wbuf []byte    // the writer's, reused
 	work work      // the reader's, reused
 	redo []*record // the reader's, reused: requests to put back in line
+	// The writer goroutine's, reused.
+	batch []*record
+	ends  []int64
 	// ctx ends when the connection does: it stops a writer that waits for
 	// a streaming body.
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	// Guarded by s.mu.
-	ring      []*record // requests on the connection, in write order
-	nwritten  int       // ring[:nwritten] have been handed to a writer
-	writing   bool      // a writer owns the write side
-	waiting   bool      // the reader waits on cond for a write to end
-	cond      sync.Cond
-	dead      bool // takes no more requests
-	shut      bool // closed by Close: what it carries fails with FailShutdown
-	causeSet  bool
-	cause     CloseCause
-	idleIdx   int // in s.idle, -1 when not idle
-	openIdx   int // in s.conns, -1 when not open
-	answered  int // complete answers read
-	idleUntil time.Time
-	gauge     connGauge
+	ring     []*record // requests on the connection, in write order
+	nwritten int       // ring[:nwritten] have been handed to a writer
+	writing  bool      // a writer owns the write side
+	waiting  bool      // the reader waits on cond for a write to end
+	cond     sync.Cond
+	dead     bool // takes no more requests
+	// writeFailed: a write broke the connection; the requests on it that
+	// were written whole fail as aborted.
+	writeFailed bool
+	shut        bool // closed by Close: what it carries fails with FailShutdown
+	causeSet    bool
+	cause       CloseCause
+	idleIdx     int // in s.idle, -1 when not idle
+	openIdx     int // in s.conns, -1 when not open
+	answered    int // complete answers read
+	idleUntil   time.Time
+	gauge       connGauge
 }
 
 // connGauge is the gauge an open connection counts in.
@@ -302,7 +308,8 @@ func (c *h1conn) failLocked(err error, now time.Time, noByte bool) {
 		switch {
 		case c.shut:
 			s.endLocked(rec, outcome{fail: FailShutdown}, now, w)
-		case !now.Before(rec.deadline) || (first && timeout):
+		case first && (timeout || !now.Before(rec.deadline)):
+			// The ones behind it (pipelined) are not blamed for its time.
 			s.endLocked(rec, outcome{fail: FailTimeout}, now, w)
 		case i >= c.nwritten || c.cause == CloseConnectionClose:
 			s.stats.Requeued.Add(1)
@@ -316,7 +323,7 @@ func (c *h1conn) failLocked(err error, now time.Time, noByte bool) {
 			s.endLocked(rec, outcome{fail: FailAborted}, now, w)
 		case rec.werr != nil:
 			s.endLocked(rec, outcome{fail: FailWrite}, now, w)
-		case first:
+		case first && !c.writeFailed:
 			s.endLocked(rec, outcome{fail: reason}, now, w)
 		default:
 			s.endLocked(rec, outcome{fail: FailAborted}, now, w)
@@ -395,8 +402,22 @@ func (c *h1conn) writeDirect(rec *record) {
 	c.wrote(rec, int64(n), err, false)
 }
 
+// Bounds of one batched write of pipelined requests: enough to turn a burst
+// into one syscall, small enough that the first is not held back long.
+const (
+	maxBatchRequests = 64
+	maxBatchBytes    = 64 << 10
+)
+
+// batchable reports whether rec may share a write with others: it is small
+// and whole.
+func batchable(rec *record) bool {
+	return rec.size <= directWriteMax-1024 && rec.req.Stream() == nil
+}
+
 // writeLoop is a writer goroutine: it writes c's requests in order until
-// none is left to write.
+// none is left to write, small ones in batches (pipelining), large and
+// streamed ones alone.
 func (c *h1conn) writeLoop() {
 	s := c.s
 	defer s.wg.Done()
@@ -410,19 +431,51 @@ func (c *h1conn) writeLoop() {
 			s.mu.Unlock()
 			return
 		}
-		rec := c.ring[c.nwritten]
+		head := c.nwritten == 0
+		first := c.ring[c.nwritten]
+		deadline := first.deadline // the reader may move it once first is first in line
+		batch := append(c.batch[:0], first)
 		c.nwritten++
-		head := c.nwritten == 1
-		deadline := rec.deadline // the reader may move it once rec is first in line
+		if batchable(first) {
+			size := first.size
+			for c.nwritten < len(c.ring) && len(batch) < maxBatchRequests {
+				r := c.ring[c.nwritten]
+				if !batchable(r) || size+r.size > maxBatchBytes {
+					break
+				}
+				batch = append(batch, r)
+				size += r.size
+				c.nwritten++
+			}
+		}
+		c.batch = batch
 		s.mu.Unlock()
 		if head {
 			c.nc.SetReadDeadline(deadline)
 		}
 		c.nc.SetWriteDeadline(deadline)
-		rec.written = time.Now()
-		s.stats.QueueDelay.Observe(rec.written.Sub(rec.sent))
-		n, err := c.writeRecord(rec, deadline)
-		if !c.wrote(rec, n, err, true) {
+		now := time.Now()
+		for _, r := range batch {
+			r.written = now
+			s.stats.QueueDelay.Observe(now.Sub(r.sent))
+		}
+		if !batchable(first) {
+			n, err := c.writeRecord(first, deadline)
+			if !c.wrote(first, n, err, true) {
+				return
+			}
+			continue
+		}
+		buf := c.wbuf[:0]
+		ends := c.ends[:0]
+		for _, r := range batch {
+			buf = c.encode(buf, r)
+			ends = append(ends, int64(len(buf)))
+		}
+		n, err := c.nc.Write(buf)
+		c.keepBuffer(buf)
+		c.ends = ends
+		if !c.wroteBatch(batch, ends, int64(n), err) {
 			return
 		}
 	}
@@ -436,20 +489,47 @@ func (c *h1conn) wrote(rec *record, n int64, err error, loop bool) bool {
 	s := c.s
 	s.mu.Lock()
 	rec.wdone, rec.wrote, rec.werr = true, n, err
-	more := err == nil && c.nwritten < len(c.ring) && !c.dead
 	if err == nil {
 		s.stats.Sent.Add(1)
-	} else {
-		c.dead = true
+	}
+	more := err == nil && c.nwritten < len(c.ring) && !c.dead
+	if !loop && more {
+		s.wg.Add(1)
+		go c.writeLoop()
+	} else if !loop {
+		c.writing = false
+	}
+	return c.wroteLocked(err)
+}
+
+// wroteBatch records the end of a batched write: each request was written
+// whole, in part or not at all, as the bytes written (n) reach its end.
+func (c *h1conn) wroteBatch(batch []*record, ends []int64, n int64, err error) bool {
+	s := c.s
+	s.mu.Lock()
+	var start int64
+	for i, r := range batch {
+		r.wdone, r.wrote = true, min(max(n-start, 0), ends[i]-start)
+		if n >= ends[i] {
+			s.stats.Sent.Add(1)
+		} else {
+			r.werr = err
+		}
+		start = ends[i]
+		batch[i] = nil
+	}
+	return c.wroteLocked(err)
+}
+
+// wroteLocked ends wrote and wroteBatch, and unlocks.
+func (c *h1conn) wroteLocked(err error) bool {
+	s := c.s
+	if err != nil {
+		c.dead, c.writeFailed = true, true
 		s.removeIdleLocked(c)
 		if !c.causeSet {
 			c.causeSet, c.cause = true, CloseError
 		}
-	}
-	if !loop && more {
-		s.wg.Add(1)
-		go c.writeLoop()
-	} else if !loop || err != nil {
 		c.writing = false
 	}
 	if c.waiting {

@@ -493,3 +493,117 @@ func TestPipelining(t *testing.T) {
 		t.Errorf("stats: %v", st.Snapshot())
 	}
 }
+
+// Pipelined requests share writes: a burst goes out in a few syscalls.
+func TestPipelinedBatches(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		pipeline  int
+		n         int
+		maxWrites int64
+	}{
+		{"batches", 64, 200, 20},
+		{"one at a time", 1, 20, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts, rc := newRecordingServer(t, false, nil)
+			var writes atomic.Int64
+			hold := make(chan struct{})
+			dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+				<-hold // everything is waiting when the connection opens
+				return countingDial(&writes)(ctx, network, addr)
+			}
+			s := newSender(t, SenderConfig{URL: ts.URL, Pipeline: tc.pipeline, MaxConnections: 1, MaxPending: 4096, Dial: dial})
+			for i := range tc.n {
+				s.Send(request(t, testClient, i, bodyFor(0, i)), nil)
+			}
+			close(hold)
+			st := s.Stats()
+			waitFor(t, "all responses", func() bool { return st.Mirrored.Load() == uint64(tc.n) })
+			closeSender(t, s)
+			t.Logf("%d writes for %d requests", writes.Load(), tc.n)
+			if w := writes.Load(); w > tc.maxWrites {
+				t.Errorf("%d writes for %d requests, want at most %d", w, tc.n, tc.maxWrites)
+			}
+			reqs := rc.all()
+			for _, r := range reqs {
+				seq, _ := strconv.Atoi(r.Header.Get("X-Seq"))
+				if r.Body != bodyFor(0, seq) {
+					t.Errorf("request %d: body %q", seq, r.Body)
+				}
+			}
+			checkInOrderOnce(t, "one", seqsByClient(t, reqs)[testClient.Addr().String()], tc.n)
+			if rc.conns.Load() != 1 {
+				t.Errorf("%d connections", rc.conns.Load())
+			}
+		})
+	}
+}
+
+// Pipelined, a hung answer times the first request out and aborts those
+// behind it; their clock starts when they are first in line, so answers
+// one after another all come in time however long the line.
+func TestPipelinedTimeouts(t *testing.T) {
+	srv := newRawServer(t, func(c net.Conn) { io.Copy(io.Discard, c) }) // never answers
+	const timeout = 200 * time.Millisecond
+	s := newSender(t, SenderConfig{URL: srv.URL(), Pipeline: 8, MaxConnections: 1, Timeout: timeout})
+	for i := range 5 {
+		s.Send(request(t, testClient, i, ""), nil)
+	}
+	st := s.Stats()
+	waitFor(t, "failures", func() bool { return failures(st) == 5 })
+	closeSender(t, s)
+	checkStats(t, st, map[string]uint64{"failed_timeout": 1, "failed_aborted": 4, "closed_timeout": 1})
+	if st.Sent.Load() != 5 {
+		t.Errorf("sent %d", st.Sent.Load())
+	}
+
+	// The server answers one every 50ms: the last answer comes 2.5s after
+	// the write, but each 50ms after it is first in line, within 2s.
+	const n, gap = 50, 50 * time.Millisecond
+	slow := newRawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for range n {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			time.Sleep(gap)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+		io.Copy(io.Discard, c)
+	})
+	s = newSender(t, SenderConfig{URL: slow.URL(), Pipeline: n, MaxConnections: 1, Timeout: 2 * time.Second})
+	for i := range n {
+		s.Send(request(t, testClient, i, ""), nil)
+	}
+	st = s.Stats()
+	waitFor(t, "answers", func() bool { return st.Mirrored.Load()+failures(st) == n })
+	closeSender(t, s)
+	if st.Mirrored.Load() != n || st.Latency.Quantile(1) < 2*time.Second {
+		t.Errorf("stats: %v", st.Snapshot())
+	}
+}
+
+// Pipelined, a write that breaks fails its request (write) and aborts the
+// one that waited for its answer on the same connection.
+func TestPipelinedWriteFailure(t *testing.T) {
+	srv := newRawServer(t, func(c net.Conn) { io.Copy(io.Discard, c) }) // never answers
+	var writes atomic.Int64
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return failingConn{c, &writes, 2}, nil
+	}
+	s := newSender(t, SenderConfig{URL: srv.URL(), Pipeline: 4, MaxConnections: 1, Dial: dial})
+	st := s.Stats()
+	s.Send(request(t, testClient, 0, ""), nil)
+	waitFor(t, "first write", func() bool { return st.Sent.Load() == 1 })
+	s.Send(request(t, testClient, 1, "body"), nil)
+	waitFor(t, "failures", func() bool { return failures(st) == 2 })
+	closeSender(t, s)
+	checkStats(t, st, map[string]uint64{"failed_write": 1, "failed_aborted": 1, "retried": 0})
+}

@@ -138,15 +138,18 @@ func (s *HTTP1Sender) Send(r httpmsg.Request, tag any) bool {
 		}
 		s.l.signalRoom() // there may be room for the next waiter too
 	}
-	rec := newRecord(r, tag, size, time.Now())
-	for {
+	now := time.Now()
+	rec := newRecord(r, tag, size, now)
+	for retry := false; ; retry = true {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			s.refuse(rec, DropClosed)
 			return false
 		}
-		now := time.Now()
+		if retry {
+			now = time.Now()
+		}
 		s.l.live.Add(1)
 		c, how, fail := s.placeLocked(rec, now)
 		if how == placedOverflow {
@@ -243,6 +246,10 @@ func (s *HTTP1Sender) dispatchLocked(rec *record, front, fresh bool, now time.Ti
 	s.addWaiting(1)
 	s.armLocked(rec.deadline, now)
 	s.maybeDialLocked(now)
+	if s.bo.active(now) {
+		// Dial again for it once the backoff ends.
+		s.armLocked(s.bo.until, now)
+	}
 	return nil, placedPending, 0
 }
 
@@ -334,6 +341,10 @@ func (s *HTTP1Sender) dialFailed(reason FailReason) {
 			s.addWaiting(-1)
 			s.endLocked(rec, outcome{fail: reason}, now, &w)
 		}
+	} else if s.pending.len() > 0 && !s.aborting {
+		// The open connections carry the pending requests meanwhile;
+		// dial again for them once the backoff ends.
+		s.armLocked(s.bo.until, now)
 	}
 	s.mu.Unlock()
 	s.flush(&w)
@@ -342,6 +353,12 @@ func (s *HTTP1Sender) dialFailed(reason FailReason) {
 // freeLocked gives c, which has room, requests from the pending line; when
 // it gets none it becomes idle (or closes, once Close was called).
 func (s *HTTP1Sender) freeLocked(c *h1conn, now time.Time, w *work) {
+	// Pipelined, a connection takes more once half of it is answered, so
+	// that the next write carries a batch while the other half keeps the
+	// shadow busy.
+	if len(c.ring) > s.set.pipe/2 {
+		return
+	}
 	for !c.dead && len(c.ring) < s.set.pipe && s.pending.len() > 0 && s.inFlight < s.set.maxRequests {
 		rec := s.pending.popFront()
 		s.addWaiting(-1)
@@ -433,7 +450,7 @@ func (s *HTTP1Sender) armLocked(deadline, now time.Time) {
 }
 
 // expirePending fails the pending requests whose Timeout ran out while they
-// waited for a connection.
+// waited for a connection, and dials for the others when a backoff ended.
 func (s *HTTP1Sender) expirePending() {
 	var w work
 	now := time.Now()
@@ -445,7 +462,11 @@ func (s *HTTP1Sender) expirePending() {
 		s.endLocked(rec, outcome{fail: FailTimeout}, now, &w)
 	}
 	if s.pending.len() > 0 && !s.aborting {
+		s.maybeDialLocked(now)
 		s.armLocked(s.pending.front().deadline, now)
+		if s.bo.active(now) {
+			s.armLocked(s.bo.until, now)
+		}
 	}
 	s.mu.Unlock()
 	s.flush(&w)

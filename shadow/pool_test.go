@@ -371,3 +371,31 @@ func TestPoolRandomLoad(t *testing.T) {
 		}
 	}
 }
+
+// Once a connection is warm, a request costs no allocation: Send, the
+// write, the answer, the ledger.
+func TestSendDoesNotAllocate(t *testing.T) {
+	srv := newRawServer(t, func(c net.Conn) { sink(c, 0) })
+	s := newSender(t, SenderConfig{URL: srv.URL()})
+	st := s.Stats()
+	r := parseRequest(t, benchRequest)
+	send := func() {
+		want := st.Mirrored.Load() + 1
+		if !s.Send(r, nil) {
+			t.Fatal("refused")
+		}
+		// Sleep rather than yield: AllocsPerRun runs on one P, where a
+		// goroutine that only yields leaves the netpoller to sysmon.
+		for st.Mirrored.Load() < want {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	for range 100 {
+		send()
+	}
+	if n := testing.AllocsPerRun(500, send); n != 0 {
+		t.Errorf("%v allocations per request", n)
+	}
+	closeSender(t, s)
+	checkStats(t, st, map[string]uint64{"opened": 1, "mirrored": 601})
+}
