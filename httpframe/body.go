@@ -296,9 +296,12 @@ func (p *Parser) ensure(need, want int) bool {
 }
 
 // dropPartial lets go of the partial request, if any, and of its buffer
-// and reservation.
+// and reservation. A kept request dropped here is told to Config.Drop.
 func (p *Parser) dropPartial() {
 	if p.req != nil {
+		if p.cfg.Drop != nil {
+			p.cfg.Drop(p.req.tag)
+		}
 		p.req.Release()
 		p.req = nil
 	}

@@ -30,6 +30,11 @@ type Config struct {
 	// Ownership passes to the callee, which calls Release when done with
 	// it. Nil drops them.
 	Emit func(r *Request, tag any)
+	// Drop, when not nil, is told of every kept request that will not be
+	// emitted after all (its body was cut, too large, or out of memory),
+	// with its tag, so that a consumer holding something for the tag can
+	// let it go. Every kept request gets exactly one Emit or one Drop.
+	Drop func(tag any)
 	// Stats receives the counters; it may be shared by many Parsers. Nil
 	// counts nowhere.
 	Stats *Stats

@@ -65,6 +65,7 @@ const (
 	rsChunked              // chunked body
 	rsClose                // body delimited by the end of the connection
 	rsLost                 // framing or pairing is lost: nothing more is framed
+	rsSwitched             // a 101: what follows is another protocol's
 	rsDone
 )
 
@@ -114,7 +115,7 @@ func NewResponseParser(cfg *ResponseConfig, mid bool) *ResponseParser {
 // Expect registers the next request of the connection, in order. tag is
 // the consumer's for a kept request, nil for one whose answer nobody wants.
 func (p *ResponseParser) Expect(method []byte, tag any) {
-	if p.state == rsLost || p.state == rsDone {
+	if p.state == rsLost || p.state == rsDone || p.state == rsSwitched {
 		p.give(tag, nil)
 		return
 	}
@@ -122,10 +123,22 @@ func (p *ResponseParser) Expect(method []byte, tag any) {
 }
 
 // Data frames the next bytes of the stream.
-func (p *ResponseParser) Data(b []byte, t time.Time) {
+func (p *ResponseParser) Data(b []byte, t time.Time) { p.Feed(b, t) }
+
+// Switched reports whether the server switched protocols (101): Feed
+// stopped after the 101's head.
+func (p *ResponseParser) Switched() bool { return p.state == rsSwitched }
+
+// Feed is Data for a caller that hands the stream on after a 101: it
+// returns how many bytes of b were HTTP/1, all of them unless the server
+// switched protocols.
+func (p *ResponseParser) Feed(b []byte, t time.Time) int {
+	all := len(b)
 	for len(b) > 0 {
 		var n int
 		switch p.state {
+		case rsSwitched:
+			return all - len(b)
 		case rsHead:
 			n = p.headData(b, t)
 		case rsLength:
@@ -142,7 +155,7 @@ func (p *ResponseParser) Data(b []byte, t time.Time) {
 			p.keep(b[:n])
 			if err != nil {
 				p.lose(true)
-				return
+				return all
 			}
 			if done {
 				p.finish(t)
@@ -152,12 +165,13 @@ func (p *ResponseParser) Data(b []byte, t time.Time) {
 			if p.cur != nil {
 				p.cur.End = t
 			}
-			return
+			return all
 		default:
-			return
+			return all
 		}
 		b = b[n:]
 	}
+	return all
 }
 
 // headData gathers a head; once whole, it is parsed and the body framing
@@ -264,9 +278,18 @@ func (p *ResponseParser) startBody(raw []byte, t time.Time) {
 	if status >= 100 && status < 200 {
 		p.stats.Interim.Add(1)
 		if status == 101 {
-			// Switched: what follows is not HTTP/1 (the answer to the
-			// request that asked comes in the new protocol).
-			p.lose(false)
+			// Switched: what follows is not HTTP/1, and the answer to
+			// the request that asked comes in the new protocol (an h2c
+			// upgrade's, as HTTP/2's stream 1): its expectation goes
+			// without an answer from here. Any later request can have
+			// no HTTP/1 answer.
+			p.cur, p.head = nil, p.head[:0]
+			if len(p.queue) > 0 {
+				p.queue[0] = expected{}
+				p.queue = p.queue[1:]
+			}
+			p.failQueue()
+			p.state = rsSwitched
 			return
 		}
 		p.cur = nil

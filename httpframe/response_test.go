@@ -87,9 +87,10 @@ var responseCases = []struct {
 		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", nil, wantStats{Orphans: 1}},
 	{"malformed status", []req{{"GET", 1}},
 		"HTTP/2 200\r\n\r\n", []string{`1: none`}, wantStats{Malformed: 1}},
-	{"switching protocols", []req{{"GET", 1}},
+	// The answer to the request that asked comes in the new protocol.
+	{"switching protocols", []req{{"GET", 1}, {"GET", 2}},
 		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
-		[]string{`1: none`}, wantStats{Interim: 1}},
+		[]string{`2: none`}, wantStats{Interim: 1}},
 	{"CONNECT tunnel", []req{{"CONNECT", 1}, {"GET", 2}},
 		"HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x01",
 		[]string{`1: 200 "" len=0`, `2: none`}, wantStats{}},
@@ -167,5 +168,21 @@ func TestResponseBodyCap(t *testing.T) {
 	want := []string{`1: 200 "0123" len=10 truncated h[Content-Length=10]`, `2: 200 "abcd" len=10 truncated h[Transfer-Encoding=chunked]`}
 	if strings.Join(log.got, "|") != strings.Join(want, "|") {
 		t.Errorf("got %q, want %q", log.got, want)
+	}
+}
+
+// Feed stops after a 101's head: the bytes that follow are the new
+// protocol's, for the caller to hand on.
+func TestResponseFeedSwitch(t *testing.T) {
+	var log answerLog
+	p := NewResponseParser(&ResponseConfig{Answer: log.answer}, false)
+	p.Expect([]byte("GET"), 1)
+	head := "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+	if n := p.Feed([]byte(head+"\x00\x00\x00\x04\x00"), time.Now()); n != len(head) || !p.Switched() {
+		t.Fatalf("Feed consumed %d of the 101's %d, switched %v", n, len(head), p.Switched())
+	}
+	p.End()
+	if len(log.got) != 0 {
+		t.Errorf("answers %q: the upgraded request's answer is the new protocol's", log.got)
 	}
 }

@@ -132,3 +132,24 @@ func TestWatchSeesEveryHead(t *testing.T) {
 		t.Errorf("watched %q, want %q", seen, want)
 	}
 }
+
+// Every kept request gets exactly one Emit or one Drop.
+func TestKeptRequestEmittedOrDropped(t *testing.T) {
+	var emitted, dropped []any
+	cfg := &Config{
+		MaxBodyBytes: 100,
+		Budget:       NewBudget(1 << 20),
+		Keep:         func(r *Request) (any, bool) { return string(r.Target()), true },
+		Emit:         func(r *Request, tag any) { emitted = append(emitted, tag); r.Release() },
+		Drop:         func(tag any) { dropped = append(dropped, tag) },
+	}
+	p := NewParser(cfg, netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
+	p.Data([]byte("POST /whole HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"+
+		"POST /chunks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"), time.Now())
+	p.Gap() // cuts /chunks
+	p.Data([]byte("GET /after HTTP/1.1\r\nHost: a\r\n\r\nPOST /cut HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab"), time.Now())
+	p.End() // cuts /cut
+	if fmt.Sprint(emitted) != "[/whole /after]" || fmt.Sprint(dropped) != "[/chunks /cut]" {
+		t.Errorf("emitted %v, dropped %v", emitted, dropped)
+	}
+}
