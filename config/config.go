@@ -32,6 +32,10 @@
 //	      set: {x-shadow: "1"}
 //	      remove: [authorization]
 //	      xForwardedFor: true
+//	    compare:                         # or compare: true
+//	      endpoints: ["/users/{id}/orders"]
+//	      ignoreHeaders: [x-trace-id]
+//	      redactHeaders: [x-api-key]
 //
 // Parsing is strict: an unknown key, a value of the wrong type or out of
 // range, or a rule that cannot work is an error that names the file, the
@@ -112,6 +116,34 @@ type Rule struct {
 	Host string
 
 	Headers Headers
+
+	// Compare, when not nil, compares the shadow's answers with the
+	// primary's for the rule's requests.
+	Compare *Compare
+}
+
+// Compare configures the comparison of a rule's answers.
+type Compare struct {
+	// Endpoints are path templates ("/users/{id}/orders", "/files/*")
+	// tried before the automatic folding of ids.
+	Endpoints []string
+	// IgnoreHeaders are answer fields not compared, beyond the default
+	// noise list; RedactHeaders are fields whose values are never shown,
+	// beyond Authorization, Cookie and Set-Cookie. Both are lower case;
+	// a trailing "*" makes a prefix. They apply to every rule.
+	IgnoreHeaders []string
+	RedactHeaders []string
+}
+
+// Compares reports whether any rule compares answers: then the capture
+// copies the servers' answers too.
+func (f *File) Compares() bool {
+	for i := range f.Rules {
+		if f.Rules[i].Compare != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Match selects requests. Every non-empty part must match.

@@ -224,6 +224,12 @@ func TestRuleEqualCoversEveryField(t *testing.T) {
 			cv.SetFloat(cv.Float() + 1)
 		case reflect.Slice:
 			cv.Set(reflect.Append(cv, reflect.Zero(cv.Type().Elem())))
+		case reflect.Pointer:
+			if cv.IsNil() {
+				cv.Set(reflect.New(cv.Type().Elem()))
+			} else {
+				cv.Set(reflect.Zero(cv.Type()))
+			}
 		default:
 			t.Fatalf("%s: kind %v not covered by this test", path, cv.Kind())
 		}
@@ -255,5 +261,35 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestParseCompare(t *testing.T) {
+	f, err := Parse([]byte(doc(
+		"rules:",
+		"  - {name: a, match: {ports: [80]}, shadow: {url: http://s}, compare: true}",
+		"  - {name: b, match: {ports: [81]}, shadow: {url: http://s}, compare: false}",
+		"  - name: c",
+		"    match: {ports: [82]}",
+		"    shadow: {url: http://s}",
+		"    compare: {endpoints: ['/users/{id}', '/files/*'], ignoreHeaders: [X-Trace-Id, x-envoy-*], redactHeaders: [x-api-key]}",
+	)), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Rules[0].Compare == nil || f.Rules[1].Compare != nil || !f.Compares() {
+		t.Errorf("compare: %+v %+v", f.Rules[0].Compare, f.Rules[1].Compare)
+	}
+	want := &Compare{Endpoints: []string{"/users/{id}", "/files/*"}, IgnoreHeaders: []string{"x-trace-id", "x-envoy-*"}, RedactHeaders: []string{"x-api-key"}}
+	if !reflect.DeepEqual(f.Rules[2].Compare, want) {
+		t.Errorf("compare %+v, want %+v", f.Rules[2].Compare, want)
+	}
+	for _, bad := range []string{"compare: yes please", "compare: {endpoint: ['/x']}", "compare: {endpoints: [users]}", "compare: {ignoreHeaders: ['a b']}"} {
+		if _, err := Parse([]byte(ruleWith(bad)), "r.yaml"); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	if g, _ := Parse([]byte(ruleWith()), "r.yaml"); g.Compares() {
+		t.Error("a rule without compare compares")
 	}
 }

@@ -34,7 +34,8 @@ type section struct {
 
 var (
 	secTop     = section{"the top level", []string{"rules"}, nil}
-	secRule    = section{"a rule", []string{"name", "match", "shadow", "percentage", "sampleKey", "hostSuffix", "host", "headers"}, nil}
+	secRule    = section{"a rule", []string{"name", "match", "shadow", "percentage", "sampleKey", "hostSuffix", "host", "headers", "compare"}, nil}
+	secCompare = section{"compare", []string{"endpoints", "ignoreHeaders", "redactHeaders"}, nil}
 	secMatch   = section{"match", []string{"ports", "hosts", "pathPrefix", "methods", "destinations"}, nil}
 	secShadow  = section{"shadow", []string{"url", "protocol", "timeout", "idleTimeout", "maxConnections", "maxPending", "maxRequests", "queue", "pipeline", "ordered", "insecureSkipVerify"}, []string{"workers"}}
 	secHeaders = section{"headers", []string{"set", "remove", "xForwardedFor"}, nil}

@@ -68,8 +68,8 @@ func TestParseErrors(t *testing.T) {
 		{"merge key", ruleWith("<<: {x: 1}"), `rules.yaml:5: rule "a": merge keys (<<) are not supported (write the keys out)`},
 
 		// Rule keys and names.
-		{"unknown rule key", ruleWith("percent: 10"), `rules.yaml:5: rule "a": unknown key "percent" in a rule (a rule takes name, match, shadow, percentage, sampleKey, hostSuffix, host, headers)`},
-		{"typo in rule key", ruleWith("hostsuffix: false"), `rules.yaml:5: rule "a": unknown key "hostsuffix" in a rule (write hostSuffix; a rule takes name, match, shadow, percentage, sampleKey, hostSuffix, host, headers)`},
+		{"unknown rule key", ruleWith("percent: 10"), `rules.yaml:5: rule "a": unknown key "percent" in a rule (a rule takes name, match, shadow, percentage, sampleKey, hostSuffix, host, headers, compare)`},
+		{"typo in rule key", ruleWith("hostsuffix: false"), `rules.yaml:5: rule "a": unknown key "hostsuffix" in a rule (write hostSuffix; a rule takes name, match, shadow, percentage, sampleKey, hostSuffix, host, headers, compare)`},
 		{"key twice", ruleWith("percentage: 5", "percentage: 6"), `rules.yaml:6: rule "a": percentage is given twice (first on line 5) (remove one of them)`},
 		{"rule not a mapping", doc("rules:", "  - web"), `rules.yaml:2: rule 1: a rule must be a mapping of keys to values, not "web" (write - {name: web, match: {ports: [8080]}, shadow: {url: "http://web.shadow:8080"}})`},
 		{"no name", doc("rules:", "  - match: {ports: [8080]}", "    shadow: {url: http://s}"), `rules.yaml:2: rule 1: the rule has no name (write name: followed by a short unique name, e.g. name: httpbin)`},

@@ -87,6 +87,9 @@ func (d *decoder) ruleAt(n *yaml.Node, i int) (Rule, int) {
 	if h, ok := fs["headers"]; ok {
 		d.headers(h, &r)
 	}
+	if c, ok := fs["compare"]; ok {
+		r.Compare = d.compare(c)
+	}
 	return r, portsLine
 }
 
@@ -415,4 +418,43 @@ func checkPrefix(s string) (netip.Prefix, string, string) {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
 	return p, "", ""
+}
+
+// compare decodes compare: true, false, or a mapping of its settings.
+func (d *decoder) compare(f field) *Compare {
+	n := resolve(f.v)
+	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		if d.boolean(f, "compare", false) {
+			return &Compare{}
+		}
+		return nil
+	}
+	const example = `compare: true, or compare: {endpoints: ["/users/{id}"], ignoreHeaders: [x-trace]}`
+	fs := d.mapping(f, secCompare, example)
+	if fs == nil {
+		return nil
+	}
+	c := &Compare{}
+	for _, n := range d.list(fs["endpoints"], "endpoints", `write endpoints: ["/users/{id}/orders", "/files/*"]`) {
+		if n.Kind != yaml.ScalarNode || isNull(n) || !strings.HasPrefix(n.Value, "/") {
+			d.errorf(n, `write a path template such as /users/{id}/orders, with {name} for a part that varies and * for the rest`,
+				"endpoint %s is not a path template", describe(n))
+			continue
+		}
+		c.Endpoints = append(c.Endpoints, n.Value)
+	}
+	for _, key := range []struct {
+		name string
+		dst  *[]string
+	}{{"ignoreHeaders", &c.IgnoreHeaders}, {"redactHeaders", &c.RedactHeaders}} {
+		for _, n := range d.list(fs[key.name], key.name, "write "+key.name+": [x-trace-id]") {
+			name := strings.TrimSuffix(n.Value, "*")
+			if n.Kind != yaml.ScalarNode || isNull(n) || !isToken(name) {
+				d.errorf(n, "write a header name such as x-trace-id (a trailing * makes it a prefix)", "%s: %s is not a header name", key.name, describe(n))
+				continue
+			}
+			*key.dst = append(*key.dst, strings.ToLower(n.Value))
+		}
+	}
+	return c
 }

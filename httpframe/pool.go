@@ -95,3 +95,17 @@ func (r *Request) Release() {
 		r.release(r)
 	}
 }
+
+// Clone returns a copy of r that is released on its own: for a request
+// sent to two shadows, each of which releases what it is given.
+func (r *Request) Clone() *Request {
+	c := getRequest()
+	release, hs := c.release, c.Headers[:0]
+	*c = *r
+	c.release, c.tag = release, nil
+	c.blk = getBlock(len(r.Raw))
+	c.blk.b = append(c.blk.b, r.Raw...)
+	c.Raw = c.blk.b
+	c.Headers = append(hs, r.Headers...)
+	return c
+}

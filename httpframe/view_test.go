@@ -97,3 +97,17 @@ func TestRequestEnded(t *testing.T) {
 	}
 	got.Release()
 }
+
+// A clone is the same request, on its own buffers.
+func TestRequestClone(t *testing.T) {
+	r := frameOne(t, "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+	c := r.Clone()
+	if string(c.Raw) != string(r.Raw) || len(c.Headers) != len(r.Headers) || string(c.Target()) != "/p" || c.BodyLen() != 3 {
+		t.Fatalf("clone %q", c.Raw)
+	}
+	c.Raw[0] = 'X'
+	if r.Raw[0] != 'P' {
+		t.Error("the clone shares its bytes with the original")
+	}
+	c.Release()
+}
