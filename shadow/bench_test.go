@@ -241,6 +241,7 @@ func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderCo
 		time.Sleep(time.Millisecond)
 	}
 	opened0, mirrored0 := st.ConnectionsOpened.Load(), st.Mirrored.Load()
+	st.PeakInFlight.Store(0) // the peak of the run, not of the warm-up burst
 	b.ReportAllocs()
 	b.ResetTimer()
 	u0, start := readUsage(), time.Now()
@@ -267,6 +268,9 @@ func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderCo
 	b.ReportMetric(n/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(st.ConnectionsOpened.Load()-opened0), "conns-opened")
 	b.ReportMetric(float64(st.PeakInFlight.Load()), "peak-in-flight")
+	b.ReportMetric(float64(st.Latency.Quantile(0.5))/1e6, "lat-p50-ms")
+	b.ReportMetric(float64(st.Latency.Quantile(0.99))/1e6, "lat-p99-ms")
+	b.ReportMetric(100*float64(st.Mirrored.Load()-mirrored0)/n, "mirrored-%")
 	closeCtx, closeCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer closeCancel()
 	if err := s.Close(closeCtx); err != nil {
@@ -289,9 +293,9 @@ func BenchmarkSenderDelay20ms(b *testing.B) {
 }
 
 // BenchmarkSenderPaced is the live case: 1,000 requests a second, to a
-// fast shadow and to one answering after 20ms and 200ms.
+// fast shadow and to ones answering after 20ms, 50ms and 200ms.
 func BenchmarkSenderPaced(b *testing.B) {
-	for _, mode := range []string{"sink", "delay=20ms", "delay=200ms"} {
+	for _, mode := range []string{"sink", "delay=20ms", "delay=50ms", "delay=200ms"} {
 		b.Run(mode, func(b *testing.B) {
 			benchSender(b, mode, time.Millisecond, SenderConfig{})
 		})
