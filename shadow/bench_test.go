@@ -237,9 +237,7 @@ func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderCo
 	for i := range 200 {
 		s.Send(reqs[i%len(reqs)], nil)
 	}
-	for st.Mirrored.Load()+failures(st) < st.Queued.Load() {
-		time.Sleep(time.Millisecond)
-	}
+	drain(b, st)
 	opened0, mirrored0 := st.ConnectionsOpened.Load(), st.Mirrored.Load()
 	st.PeakInFlight.Store(0) // the peak of the run, not of the warm-up burst
 	b.ReportAllocs()
@@ -257,9 +255,7 @@ func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderCo
 			b.Fatalf("dropped: %v", st.Snapshot())
 		}
 	}
-	for st.Mirrored.Load()+failures(st) < st.Queued.Load() {
-		time.Sleep(100 * time.Microsecond)
-	}
+	drain(b, st)
 	elapsed, u1 := time.Since(start), readUsage()
 	b.StopTimer()
 	n := float64(b.N)
@@ -278,6 +274,16 @@ func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderCo
 	}
 	if f := failures(st); f != 0 || st.Mirrored.Load()-mirrored0 != uint64(b.N) {
 		b.Fatalf("%d failures: %v", f, st.Snapshot())
+	}
+}
+
+// drain waits, a minute at most, until every queued request has ended.
+func drain(b *testing.B, st *Stats) {
+	for deadline := time.Now().Add(time.Minute); st.Mirrored.Load()+failures(st) < st.Queued.Load(); {
+		if time.Now().After(deadline) {
+			b.Fatalf("not drained: %v", st.Snapshot())
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 
@@ -358,7 +364,10 @@ func BenchmarkFloorPaced(b *testing.B) {
 		}
 		c.Write(req)
 	}
-	for answers.Load() < int64(b.N) {
+	for deadline := time.Now().Add(time.Minute); answers.Load() < int64(b.N); {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d answers of %d", answers.Load(), b.N)
+		}
 		time.Sleep(100 * time.Microsecond)
 	}
 	u1 := readUsage()
