@@ -87,17 +87,21 @@ func parseSmaps(r io.Reader) (smapsTotals, error) {
 	return t, sc.Err()
 }
 
-// memBreakdown reads where a tee's memory is now. Peers get the kernel's
-// view of their main process only.
+// memBreakdown reads where a tee's memory is now, over its process tree
+// (a peer runs under a shell).
 func memBreakdown(ctx context.Context, tp tee) *MemBreakdown {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", tp.pid()))
-	if err != nil {
-		return nil
-	}
-	t, err := parseSmaps(f)
-	f.Close()
-	if err != nil {
-		return nil
+	var t smapsTotals
+	for _, pid := range processTree(tp.pid()) {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+		if err != nil {
+			continue
+		}
+		one, err := parseSmaps(f)
+		f.Close()
+		if err != nil {
+			return nil
+		}
+		t.RSS, t.Anon, t.BPF, t.File = t.RSS+one.RSS, t.Anon+one.Anon, t.BPF+one.BPF, t.File+one.File
 	}
 	const mib = 1 << 20
 	m := &MemBreakdown{RSSMiB: float64(t.RSS) / mib, AnonMiB: float64(t.Anon) / mib, BPFMiB: float64(t.BPF) / mib,
