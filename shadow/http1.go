@@ -224,11 +224,16 @@ func (s *HTTP1Sender) dispatchLocked(rec *record, front, fresh bool, now time.Ti
 	if s.aborting {
 		return nil, placedFailed, FailShutdown
 	}
-	if c := s.pickLocked(); c != nil {
-		if s.assignLocked(c, rec) {
-			return c, placedDirect, 0
+	// A new request does not overtake those already waiting (with
+	// Pipeline, a connection may have room while they wait for half of it
+	// to be answered).
+	if front || s.pending.len() == 0 {
+		if c := s.pickLocked(); c != nil {
+			if s.assignLocked(c, rec) {
+				return c, placedDirect, 0
+			}
+			return c, placedConn, 0
 		}
-		return c, placedConn, 0
 	}
 	if fresh && s.waiting >= s.set.maxPending {
 		return nil, placedOverflow, 0
@@ -304,10 +309,12 @@ func (s *HTTP1Sender) assignLocked(c *h1conn, rec *record) bool {
 }
 
 // maybeDialLocked opens connections while the pending requests outnumber
-// what the connections being opened will carry, within MaxConnections and
-// MaxRequests, unless dialling backs off.
+// what the open connections have room for and the connections being opened
+// will carry, within MaxConnections and MaxRequests, unless dialling backs
+// off.
 func (s *HTTP1Sender) maybeDialLocked(now time.Time) {
-	for s.pending.len() > s.connecting*s.set.pipe &&
+	room := max(len(s.conns)*s.set.pipe-s.inFlight, 0)
+	for s.pending.len() > room+s.connecting*s.set.pipe &&
 		len(s.conns)+s.connecting < s.set.maxConns &&
 		s.inFlight+s.connecting*s.set.pipe < s.set.maxRequests &&
 		!s.aborting && !s.bo.active(now) {
