@@ -49,6 +49,21 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	// The rules: from a file that is watched, or from the command line.
 	m := newMirror(log, cfg.DrainTimeout)
 	st := &stats{start: time.Now(), mirror: m}
+	initial := cfg.Rules
+	if initial == nil && cfg.RulesPath != "" {
+		// Whether answers are compared decides what the kernel copies:
+		// read it before anything starts.
+		f, err := config.Load(cfg.RulesPath)
+		if err != nil {
+			return nil, err
+		}
+		initial = f
+	}
+	comparing, err := setupCompare(m, cfg.Compare, cfg.CompareAll, initial, false)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Capture.Answers = comparing
 	var live Capture
 	apply := func(f *config.File) error {
 		// New rules reach the routes first, then the kernel filter, so
@@ -81,9 +96,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 		Framing:    m.framingConfig(cfg.Limits),
 		HTTP2:      m.http2Config(cfg.Limits),
+		Answers:    m.answersConfig(cfg.Limits),
 		Stats:      &st.capture,
 	})
-	var err error
 	live, err = cfg.StartCapture(cfg.Capture, pipe, log)
 	if err != nil {
 		pipe.Close()
@@ -107,6 +122,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if err := m.close(drain); err != nil {
 			log.Warn("shadow drain", "err", err)
 		}
+		// Every exchange has its answers now: compare the last ones.
+		m.closeCompare()
 		if metrics != nil {
 			metrics.close()
 		}
@@ -120,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 	ready := Ready{PID: os.Getpid(), Interfaces: live.Interfaces()}
 	if cfg.MetricsAddr != "" {
-		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st.summary), cfg.Pprof)
+		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st.summary), cfg.Pprof, m.compareHandler())
 		if err != nil {
 			return stop(), fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
 		}

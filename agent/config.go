@@ -33,6 +33,13 @@ type Config struct {
 	Hup       <-chan os.Signal
 	Limits    Limits
 
+	// Compare, when not nil, compares the shadow's answers with the
+	// primary's for every rule with CompareAll, or for the rules that ask
+	// (config.Rule.Compare); they may ask without it too. The capture then
+	// copies the servers' answers as well.
+	Compare    *CompareConfig
+	CompareAll bool
+
 	Shards  int   // reassembly workers; default GOMAXPROCS
 	Backlog int64 // bytes queued between capture and workers
 

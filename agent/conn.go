@@ -18,6 +18,9 @@ const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 type connConfig struct {
 	h1 *httpframe.Config
 	h2 *h2frame.Config
+	// answers frames the servers' answers, when they are compared; nil:
+	// the server's side of a connection is not read.
+	answers *httpframe.ResponseConfig
 }
 
 // connMode is what a connection's client bytes are.
@@ -38,7 +41,7 @@ const (
 // preface (with prior knowledge, or after an h2c upgrade request).
 type conn struct {
 	cfg            *connConfig
-	timers         *connTimers // the shard's, for HTTP/2's StreamAfter
+	shard          *connTable // the shard's connections and timers
 	client, server netip.AddrPort
 	mode           connMode
 	// head holds the first bytes while they may still be the preface.
@@ -46,18 +49,44 @@ type conn struct {
 	nhead int
 	h1    *httpframe.Parser
 	h2    *h2frame.Conn
-	timed bool // in timers
+	timed bool // in the shard's timers
+
+	// The server's side, when answers are compared.
+	resp        *httpframe.ResponseParser
+	early       []byte // the server's HTTP/2 bytes after a 101, before the preface made h2
+	serverSeen  bool   // the server's stream was opened
+	serverEnded bool
+	clientEnded bool
 }
 
-func newConn(cfg *connConfig, timers *connTimers, first *reassembly.Segment, mid bool) *conn {
-	c := &conn{cfg: cfg, timers: timers, client: first.Flow.Src, server: first.Flow.Dst}
+func newConn(cfg *connConfig, shard *connTable, first *reassembly.Segment, mid bool) *conn {
+	c := &conn{cfg: cfg, shard: shard, client: first.Flow.Src, server: first.Flow.Dst}
+	if cfg.answers != nil {
+		c.resp = httpframe.NewResponseParser(cfg.answers, mid)
+		shard.conns[first.Flow] = c
+	}
 	if mid {
 		// Joined in the middle: no preface to wait for, and the HTTP/1
 		// framer looks for a request line.
 		c.mode = modeHTTP1
-		c.h1 = httpframe.NewParser(cfg.h1, c.client, c.server, true)
+		c.newH1(true)
 	}
 	return c
+}
+
+// newH1 starts the HTTP/1 framer; when answers are compared, it tells the
+// response framer of every request, in order.
+func (c *conn) newH1(mid bool) {
+	c.h1 = httpframe.NewParser(c.cfg.h1, c.client, c.server, mid)
+	if r := c.resp; r != nil {
+		c.h1.Watch(func(method []byte, tag any) {
+			var x any
+			if e := exchangeOf(tag); e != nil {
+				x = e
+			}
+			r.Expect(method, x)
+		})
+	}
 }
 
 // Data takes the next bytes of the client's stream.
@@ -88,7 +117,7 @@ func (c *conn) Data(b []byte, t time.Time) {
 func (c *conn) schedule() {
 	if d := c.h2.NextDeadline(); !d.IsZero() && !c.timed {
 		c.timed = true
-		c.timers.add(c)
+		c.shard.timers = append(c.shard.timers, c)
 	}
 }
 
@@ -130,7 +159,7 @@ func (c *conn) detect(b []byte, t time.Time) []byte {
 		}
 		c.h1.Resume()
 	} else {
-		c.h1 = httpframe.NewParser(c.cfg.h1, c.client, c.server, false)
+		c.newH1(false)
 	}
 	c.mode = modeHTTP1
 	if len(held) > 0 {
@@ -164,6 +193,11 @@ func (c *conn) http2(t time.Time) {
 	}
 	c.mode = modeHTTP2
 	c.h2.ClientData([]byte(preface), t)
+	if len(c.early) > 0 {
+		// The server switched before the client's preface was seen.
+		c.h2.ServerData(c.early, t)
+		c.early = nil
+	}
 }
 
 // Gap reports lost bytes.
@@ -177,7 +211,7 @@ func (c *conn) Gap() {
 		// The start is lost: look for a request line from here on.
 		c.nhead = 0
 		if c.h1 == nil {
-			c.h1 = httpframe.NewParser(c.cfg.h1, c.client, c.server, true)
+			c.newH1(true)
 		} else {
 			c.h1.Resume()
 			c.h1.Gap()
@@ -191,28 +225,113 @@ func (c *conn) End() {
 	if c.h1 != nil {
 		c.h1.End()
 	}
-	if c.h2 != nil {
-		c.h2.End()
-		c.h2 = nil
-	}
 	if (c.mode == modeDetect || c.mode == modeUpgraded) && c.nhead > 0 {
 		// A stream that ended inside what could have been the preface.
 		c.cfg.h1.Stats.GarbageBytes.Add(uint64(c.nhead))
 	}
+	c.clientEnded = true
+	if c.serverEnded || !c.serverSeen {
+		c.finish()
+	}
 }
 
-// connTimers are the connections of one shard whose HTTP/2 framer waits for
-// time to pass. The shard's owner (whoever holds its lock) uses them.
-type connTimers struct {
-	conns []*conn
+// finish ends what both sides share, once both are over (or the server's
+// never began): the HTTP/2 framer, and the answers still awaited.
+func (c *conn) finish() {
+	if c.h2 != nil {
+		c.h2.End()
+		c.h2 = nil
+	}
+	if c.resp != nil {
+		c.resp.End()
+		c.resp = nil
+		if c.shard.conns[reassembly.Flow{Src: c.client, Dst: c.server}] == c {
+			delete(c.shard.conns, reassembly.Flow{Src: c.client, Dst: c.server})
+		}
+	}
+	c.early = nil
 }
 
-func (ts *connTimers) add(c *conn) { ts.conns = append(ts.conns, c) }
+// answerSide is the reassembly Stream of a connection's server-to-client
+// flow, when answers are compared.
+type answerSide struct{ c *conn }
 
-// next returns the earliest deadline of the connections, or zero.
-func (ts *connTimers) next() time.Time {
+// answers opens the server's side of c, or returns nil when it has one.
+func (c *conn) answers() reassembly.Stream {
+	if c.serverSeen || c.resp == nil {
+		return nil
+	}
+	c.serverSeen = true
+	return answerSide{c}
+}
+
+// Data frames the server's bytes: HTTP/1 answers, or HTTP/2 frames once
+// the client's preface was seen (after a 101 for an upgrade).
+func (s answerSide) Data(b []byte, t time.Time) {
+	c := s.c
+	switch {
+	case c.h2 != nil:
+		c.h2.ServerData(b, t)
+	case c.resp == nil:
+	case !c.resp.Switched():
+		n := c.resp.Feed(b, t)
+		if c.resp.Switched() && n < len(b) {
+			c.serverAfterSwitch(b[n:], t)
+		}
+	default:
+		c.serverAfterSwitch(b, t)
+	}
+}
+
+// serverAfterSwitch holds what the server sent after a 101 until the
+// client's preface makes the HTTP/2 framer; bounded, past it the answers
+// are lost (the framer reports them so).
+func (c *conn) serverAfterSwitch(b []byte, t time.Time) {
+	if c.h2 != nil {
+		c.h2.ServerData(b, t)
+		return
+	}
+	const maxEarly = 64 << 10
+	if len(c.early)+len(b) <= maxEarly {
+		c.early = append(c.early, b...)
+	}
+}
+
+func (s answerSide) Gap() {
+	c := s.c
+	switch {
+	case c.h2 != nil:
+		c.h2.ServerGap()
+	case c.resp != nil:
+		c.resp.Gap()
+	}
+}
+
+func (s answerSide) End() {
+	c := s.c
+	c.serverEnded = true
+	if c.clientEnded {
+		c.finish()
+	} else if c.resp != nil && c.h2 == nil {
+		// The server is done: whatever the client asks from now on gets
+		// no answer.
+		c.resp.End()
+	}
+}
+
+// connTable is what one shard keeps of its connections: those whose
+// server's side may come (when answers are compared), and those whose
+// HTTP/2 framer waits for time to pass. Whoever holds the shard's lock
+// uses it.
+type connTable struct {
+	conns  map[reassembly.Flow]*conn // by client-to-server flow
+	timers []*conn
+}
+
+// next returns the earliest deadline of the timed connections, or zero.
+func (ts *connTable) next() time.Time {
 	var next time.Time
-	for _, c := range ts.conns {
+	for _, c := range ts.timers {
 		if c.h2 == nil {
 			continue
 		}
@@ -223,15 +342,15 @@ func (ts *connTimers) next() time.Time {
 	return next
 }
 
-// tick lets time pass for every connection, and forgets those that no
-// longer wait.
-func (ts *connTimers) tick(now time.Time) {
-	kept := ts.conns[:0]
-	for _, c := range ts.conns {
+// tick lets time pass for every timed connection, and forgets those that
+// no longer wait.
+func (ts *connTable) tick(now time.Time) {
+	kept := ts.timers[:0]
+	for _, c := range ts.timers {
 		if c.tick(now) {
 			kept = append(kept, c)
 		}
 	}
-	clear(ts.conns[len(kept):])
-	ts.conns = kept
+	clear(ts.timers[len(kept):])
+	ts.timers = kept
 }

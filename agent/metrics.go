@@ -207,6 +207,22 @@ var families = []family{
 				emit(float64(r.Shadow.QueueBytes), r.Name)
 			}
 		}},
+	{"compare_total", prometheus.CounterValue, "Mirrored requests whose answers were compared, by rule, endpoint (method and path template; bounded, the rest under {other}) and verdict: same, different, noise_only, unpaired.", []string{"rule", "endpoint", "verdict"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if c := s.Compare; c != nil {
+				for _, v := range c.verdicts {
+					emit(float64(v.n), v.rule, v.endpoint, v.verdict)
+				}
+			}
+		}},
+	{"compare_skipped_total", prometheus.CounterValue, "Mirrored requests whose answers were not compared: overflow (too many waited), abandoned (cut before whole), dropped (the comparison fell behind).", []string{"reason"},
+		func(s *Summary, emit func(float64, ...string)) {
+			if c := s.Compare; c != nil {
+				emit(float64(c.Overflow), "overflow")
+				emit(float64(c.Abandoned), "abandoned")
+				emit(float64(c.Dropped), "dropped")
+			}
+		}},
 	{"config_reloads_total", prometheus.CounterValue, "Reloads of the rules file, by result; a failed one keeps the rules in force.", []string{"result"},
 		func(s *Summary, emit func(float64, ...string)) {
 			if rl := s.Reloads; rl != nil {
@@ -300,7 +316,8 @@ type metricsServer struct {
 
 // startMetrics serves the endpoints on addr; pprof adds /debug/pprof/, the
 // Go profiler, which an operator turns on to see where the agent spends.
-func startMetrics(addr string, c prometheus.Collector, pprof bool) (*metricsServer, error) {
+// compare, when not nil, serves the comparison's page and API.
+func startMetrics(addr string, c prometheus.Collector, pprof bool, compare http.Handler) (*metricsServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)
@@ -320,6 +337,10 @@ func startMetrics(addr string, c prometheus.Collector, pprof bool) (*metricsServ
 		}
 		w.Write([]byte("ready\n"))
 	})
+	if compare != nil {
+		mux.Handle("/compare", compare)
+		mux.Handle("/api/compare", compare)
+	}
 	if pprof {
 		mux.HandleFunc("/debug/pprof/", httppprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)

@@ -14,10 +14,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
 	"github.com/shadowtee/shadowtee/bpf"
 	"github.com/shadowtee/shadowtee/capture"
+	"github.com/shadowtee/shadowtee/compare"
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
+	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
 // The endpoints answer as the probes and Prometheus expect; the profiler
@@ -28,7 +31,7 @@ func TestMetricsEndpoints(t *testing.T) {
 			interfaces: func() []capture.Interface { return []capture.Interface{{Name: "g0", Mode: "tcx"}} }}
 		st.reassembly.ActiveStreams.Store(3)
 		c := newCollector(st.summary)
-		m, err := startMetrics("127.0.0.1:0", c, pprof)
+		m, err := startMetrics("127.0.0.1:0", c, pprof, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +75,12 @@ func TestMetricsEveryFamily(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(201) }))
 	defer srv.Close()
 	m := newMirror(slog.Default(), time.Second)
+	if _, err := setupCompare(m, &CompareConfig{}, false, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	defer m.closeCompare()
+	m.cmp.engine.Add(&compare.Exchange{Rule: "web", Method: "GET", Path: "/x", Primary: &httpmsg.Answer{Status: 200}, Shadow: &httpmsg.Answer{Status: 500}})
+	m.cmp.overflow.Add(2)
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte("rules:\n  - {name: web, match: {ports: [80]}, shadow: {url: '"+srv.URL+"'}}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -174,6 +183,8 @@ func TestMetricsEveryFamily(t *testing.T) {
 		{"shadow_responses_total", []string{"rule", "web", "code", "201"}, 1},
 		{"shadow_connections_opened_total", []string{"rule", "web"}, 1},
 		{"config_reloads_total", []string{"result", "failed"}, 0},
+		{"compare_total", []string{"rule", "web", "endpoint", "GET /x", "verdict", "different"}, 1},
+		{"compare_skipped_total", []string{"reason", "overflow"}, 2},
 		{"attached", []string{"iface", "g0", "mode", "tc"}, 1},
 		{"interface_events_total", []string{"event", "detached"}, 1},
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 type mirror struct {
 	framing httpframe.Stats
 	http2   h2frame.Stats
+	answers httpframe.ResponseStats
 	// wait makes Emit wait for room in the sender instead of dropping: for
 	// capture files, never for live capture.
 	wait    bool
@@ -34,6 +36,12 @@ type mirror struct {
 	table atomic.Pointer[routeTable]
 	// skipped counts the requests that Keep refused, by reason.
 	skipped [numSkipReasons]atomic.Uint64
+	// cmp compares answers, for the rules that ask (nil: none may).
+	cmp *comparer
+	// compareAll makes every rule compare (--compare).
+	compareAll bool
+	// secondaryURL is where compared requests go a second time, if set.
+	secondaryURL string
 
 	mu      sync.Mutex            // serialises apply and close
 	byName  map[string]*ruleStats // counters per rule name, kept across reloads
@@ -56,6 +64,19 @@ type route struct {
 	rewriter *shadow.Rewriter
 	sender   shadow.Sender
 	stats    *ruleStats
+	// compare is set when the rule's answers are compared; secondary,
+	// when they are compared with a second copy of the current release
+	// too.
+	compare   bool
+	secondary shadow.Sender
+}
+
+// senders returns the route's senders.
+func (r *route) senders() []shadow.Sender {
+	if r.secondary != nil {
+		return []shadow.Sender{r.sender, r.secondary}
+	}
+	return []shadow.Sender{r.sender}
 }
 
 // ruleStats counts what happened to the requests of one rule (by name).
@@ -64,6 +85,7 @@ type ruleStats struct {
 	matched    atomic.Uint64
 	sampledOut atomic.Uint64
 	shadow     shadow.Stats
+	secondary  shadow.Stats // the secondary's, when answers are compared with one
 }
 
 func newMirror(log *slog.Logger, drain time.Duration) *mirror {
@@ -98,7 +120,9 @@ func (m *mirror) apply(f *config.File) error {
 		rt, err := m.newRoute(rule)
 		if err != nil {
 			for _, r := range fresh {
-				r.sender.Close(closedContext())
+				for _, s := range r.senders() {
+					s.Close(closedContext())
+				}
 			}
 			return err
 		}
@@ -131,16 +155,39 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 		m.byName[rule.Name] = st
 		m.names = append(m.names, rule.Name)
 	}
+	rt := &route{rule: *rule, sampler: sampler, rewriter: rw, stats: st,
+		compare: m.cmp != nil && (m.compareAll || rule.Compare != nil)}
 	sc := senderConfig(rule)
 	sc.Rewriter, sc.Stats = rw, &st.shadow
 	if m.wait {
 		sc.Wait = m.waitCtx
 	}
-	sender, err := shadow.NewHTTP1(sc)
-	if err != nil {
+	if rt.compare {
+		sc.Answer = func(tag any, a *httpmsg.Answer, _ shadow.FailReason, _ bool) {
+			if x := exchangeOf(tag); x != nil {
+				x.shadow(a)
+			}
+		}
+		sc.AnswerBodyCap = m.cmp.bodyCap
+	}
+	if rt.sender, err = shadow.NewHTTP1(sc); err != nil {
 		return nil, fmt.Errorf("rule %q: shadow %s: %w", rule.Name, rule.Shadow.URL, err)
 	}
-	return &route{rule: *rule, sampler: sampler, rewriter: rw, sender: sender, stats: st}, nil
+	if rt.compare && m.secondaryURL != "" {
+		// The secondary gets what the shadow gets, and its answers teach
+		// the comparison what differs between two copies of one release.
+		sc.URL, sc.Stats = m.secondaryURL, &st.secondary
+		sc.Answer = func(tag any, a *httpmsg.Answer, _ shadow.FailReason, _ bool) {
+			if x := exchangeOf(tag); x != nil {
+				x.second(a)
+			}
+		}
+		if rt.secondary, err = shadow.NewHTTP1(sc); err != nil {
+			rt.sender.Close(closedContext())
+			return nil, fmt.Errorf("rule %q: secondary %s: %w", rule.Name, m.secondaryURL, err)
+		}
+	}
+	return rt, nil
 }
 
 // retire lets a replaced rule's requests in flight finish, then closes its
@@ -151,8 +198,10 @@ func (m *mirror) retire(r *route) {
 		defer m.retired.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), m.drain)
 		defer cancel()
-		if err := r.sender.Close(ctx); err != nil {
-			m.log.Warn("retired rule drain", "rule", r.rule.Name, "err", err)
+		for _, s := range r.senders() {
+			if err := s.Close(ctx); err != nil {
+				m.log.Warn("retired rule drain", "rule", r.rule.Name, "err", err)
+			}
 		}
 	}()
 }
@@ -180,21 +229,53 @@ func (m *mirror) keep(r httpmsg.Request) (any, bool) {
 		m.skipped[skipSampled].Add(1)
 		return nil, false
 	}
+	if rt.compare {
+		if x := m.cmp.start(rt); x != nil {
+			return x, true
+		}
+	}
 	return rt, true
 }
 
 // emit is the framers' Emit: it hands the request to the sender of the
 // route that Keep chose.
 func (m *mirror) emit(r httpmsg.Request, tag any) {
-	rt := tag.(*route)
+	rt, x := routeOf(tag), exchangeOf(tag)
 	if r.Proto() == httpmsg.HTTP2 && isGRPC(r) {
 		// gRPC needs HTTP/2 to the shadow, which this sender does not
 		// speak: counted, not sent as HTTP/1.
 		m.skipped[skipProtocolMismatch].Add(1)
+		if x != nil {
+			x.drop(false)
+		}
 		r.Release()
 		return
 	}
-	rt.sender.Send(r, nil)
+	if x == nil {
+		rt.sender.Send(r, nil)
+		return
+	}
+	x.request(r)
+	if rt.secondary != nil {
+		if h1, ok := r.(*httpframe.Request); ok {
+			if !rt.secondary.Send(h1.Clone(), x) {
+				x.second(nil)
+			}
+		} else {
+			x.second(nil) // only HTTP/1 requests can go twice
+		}
+	}
+	if !rt.sender.Send(r, x) {
+		x.shadow(nil)
+	}
+}
+
+// dropKept is the framers' Drop: a kept request will not be emitted after
+// all. answered says whether its framer still answers it (HTTP/1).
+func (m *mirror) dropKept(tag any, answered bool) {
+	if x := exchangeOf(tag); x != nil {
+		x.drop(answered)
+	}
 }
 
 // isGRPC reports whether r is a gRPC call: its content type is
@@ -222,18 +303,47 @@ func (m *mirror) framingConfig(lim Limits) *httpframe.Config {
 		Stats:          &m.framing,
 		Keep:           func(r *httpframe.Request) (any, bool) { return m.keep(r) },
 		Emit:           func(r *httpframe.Request, tag any) { m.emit(r, tag) },
+		Drop:           func(tag any) { m.dropKept(tag, true) },
 	}
 }
 
 // http2Config returns the HTTP/2 framing configuration whose callbacks
-// feed this mirror.
+// feed this mirror. When answers are compared, it frames the servers'
+// answers too.
 func (m *mirror) http2Config(lim Limits) *h2frame.Config {
-	return &h2frame.Config{
+	cfg := &h2frame.Config{
 		MaxHeaderListSize: lim.MaxHeader,
 		MaxBodyBytes:      lim.MaxBody,
 		Stats:             &m.http2,
 		Keep:              m.keep,
 		Emit:              m.emit,
+		Drop:              func(tag any, _ h2frame.Reason) { m.dropKept(tag, false) },
+	}
+	if m.cmp != nil {
+		cfg.Answer = primaryAnswer
+		cfg.AnswerBodyCap = m.cmp.bodyCap
+	}
+	return cfg
+}
+
+// answersConfig returns how the servers' HTTP/1 answers are framed, or nil
+// when none are compared.
+func (m *mirror) answersConfig(lim Limits) *httpframe.ResponseConfig {
+	if m.cmp == nil {
+		return nil
+	}
+	return &httpframe.ResponseConfig{
+		MaxHeaderBytes: lim.MaxHeader,
+		BodyCap:        m.cmp.bodyCap,
+		Answer:         primaryAnswer,
+		Stats:          &m.answers,
+	}
+}
+
+// primaryAnswer hands the primary's answer, as captured, to its exchange.
+func primaryAnswer(tag any, a *httpmsg.Answer) {
+	if x := exchangeOf(tag); x != nil {
+		x.primary(a)
 	}
 }
 
@@ -267,13 +377,15 @@ func (m *mirror) close(ctx context.Context) error {
 	var errs []error
 	if t != nil {
 		var wg sync.WaitGroup
-		errCh := make(chan error, len(t.routes))
+		errCh := make(chan error, 2*len(t.routes))
 		for _, r := range t.routes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errCh <- r.sender.Close(ctx)
-			}()
+			for _, s := range r.senders() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errCh <- s.Close(ctx)
+				}()
+			}
 		}
 		wg.Wait()
 		close(errCh)
@@ -305,3 +417,19 @@ const (
 var skipNames = [numSkipReasons]string{"sampled", "no_rule", "already_shadowed", "protocol_mismatch"}
 
 func (r skipReason) String() string { return skipNames[r] }
+
+// closeCompare compares what was submitted and stops the engine, once no
+// answer can come any more.
+func (m *mirror) closeCompare() {
+	if m.cmp != nil {
+		m.cmp.engine.Close()
+	}
+}
+
+// compareHandler serves /api/compare and /compare, or is nil.
+func (m *mirror) compareHandler() http.Handler {
+	if m.cmp == nil {
+		return nil
+	}
+	return m.cmp.engine.Handler()
+}

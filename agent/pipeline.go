@@ -121,7 +121,10 @@ type PipelineConfig struct {
 	Framing    *httpframe.Config
 	// HTTP2 frames HTTP/2 connections; nil counts them and skips them.
 	HTTP2 *h2frame.Config
-	Stats *CaptureStats
+	// Answers frames the servers' HTTP/1 answers, for comparison; nil:
+	// the server-to-client segments are not read.
+	Answers *httpframe.ResponseConfig
+	Stats   *CaptureStats
 }
 
 // NewPipeline starts the shards.
@@ -143,17 +146,25 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		budget:  cfg.Backlog,
 		stats:   cfg.Stats,
 	}
-	conns := &connConfig{h1: cfg.Framing, h2: cfg.HTTP2}
+	conns := &connConfig{h1: cfg.Framing, h2: cfg.HTTP2, answers: cfg.Answers}
 	// Each shard's queue holds its share of the backlog in full batches.
 	depth := max(4, int(cfg.Backlog/int64(arenaBytes)/int64(cfg.Shards)))
 	for i := range p.shards {
 		s := &shard{in: make(chan *batch, depth), stats: cfg.Stats}
+		s.table.conns = map[reassembly.Flow]*conn{}
 		rcfg := cfg.Reassembly
 		rcfg.NewStream = func(first *reassembly.Segment, midStream bool) reassembly.Stream {
 			if first.Dir == reassembly.ToClient {
-				return ignored{} // answers are framed only to be compared
+				// The server's side of a connection whose answers are
+				// compared; any other is not read.
+				if c := s.table.conns[first.Flow.Reverse()]; c != nil {
+					if side := c.answers(); side != nil {
+						return side
+					}
+				}
+				return ignored{}
 			}
-			return newConn(conns, &s.timers, first, midStream)
+			return newConn(conns, &s.table, first, midStream)
 		}
 		// The limits are the agent's: each shard holds its share.
 		if rcfg.MaxBuffer > 0 {
@@ -271,11 +282,11 @@ type shard struct {
 	stats   *CaptureStats
 	streams atomic.Int64
 
-	mu     sync.Mutex
-	asm    *reassembly.Assembler
-	timers connTimers  // connections whose HTTP/2 framer waits for time
-	timer  *time.Timer // nil for files
-	armed  time.Time   // the deadline timer is set for; zero when stopped
+	mu    sync.Mutex
+	asm   *reassembly.Assembler
+	table connTable   // the connections, for their answers and HTTP/2 timers
+	timer *time.Timer // nil for files
+	armed time.Time   // the deadline timer is set for; zero when stopped
 }
 
 // tryInline runs seg on the caller's goroutine if the shard is idle: no
@@ -299,7 +310,7 @@ func (s *shard) settle() {
 		return
 	}
 	next := s.asm.NextDeadline()
-	if d := s.timers.next(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+	if d := s.table.next(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 		next = d
 	}
 	switch {
@@ -346,7 +357,7 @@ func (s *shard) run() {
 			s.mu.Lock()
 			s.armed = time.Time{}
 			s.asm.Tick(now)
-			s.timers.tick(now)
+			s.table.tick(now)
 			s.settle()
 			s.mu.Unlock()
 		}

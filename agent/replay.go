@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
 
+	"github.com/shadowtee/shadowtee/compare"
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/httpmsg"
@@ -33,6 +35,15 @@ type ReplayConfig struct {
 	// port of the capture.
 	Rules  *config.File
 	Limits Limits
+	// Compare, when not nil, compares the shadow's answers with the
+	// primary's answers that the capture holds, for every rule with
+	// CompareAll, or for the rules that ask (they may without it too).
+	Compare    *CompareConfig
+	CompareAll bool
+	// Report and ReportJSON, when set, are where the comparison's report is
+	// written once every answer is in: a static HTML page, and the JSON
+	// of /api/compare.
+	Report, ReportJSON string
 	// Progress, when set, is called every ProgressEvery and once at the end.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
@@ -87,6 +98,15 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 		// A file can wait for the shadow: nothing is dropped for speed.
 		m.wait, m.waitCtx = true, ctx
 	}
+	comparing, err := setupCompare(m, cfg.Compare, cfg.CompareAll, cfg.Rules, true)
+	if err != nil {
+		first.Close()
+		return nil, err
+	}
+	if (cfg.Report != "" || cfg.ReportJSON != "") && !comparing {
+		first.Close()
+		return nil, errors.New("a report needs a comparison: give --compare, or compare: in a rule")
+	}
 	if err := m.apply(cfg.Rules); err != nil {
 		first.Close()
 		return nil, err
@@ -129,10 +149,11 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 			Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
 			Framing:    framing,
 			HTTP2:      http2,
+			Answers:    m.answersConfig(cfg.Limits),
 			Stats:      &st.capture,
 		})
 		sides := pcapfile.NewSides(cfg.Ports)
-		err := feed(ctx, src, sides, pipe, cfg.Speed, prog)
+		err := feed(ctx, src, sides, pipe, cfg.Speed, comparing, prog)
 		pipe.Close()
 		st.file.add(src.Stats())
 		st.file.addSides(sides.Stats())
@@ -152,6 +173,10 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 	if err := m.close(ctx); err != nil && ctx.Err() == nil {
 		cfg.Logger.Warn("shadow drain", "err", err)
 	}
+	m.closeCompare()
+	if err := writeReports(m, cfg.Report, cfg.ReportJSON); err != nil && fileErr == nil {
+		fileErr = err
+	}
 	stopProgress()
 	if ctx.Err() != nil && fileErr == nil {
 		fileErr = context.Cause(ctx)
@@ -159,9 +184,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*Summary, error) {
 	return st.summary(), fileErr
 }
 
-// feed reads every segment of src into pipe, keeping the client-to-server
-// direction, paced by speed.
-func feed(ctx context.Context, src *pcapfile.Reader, sides *pcapfile.Sides, pipe *Pipeline, speed float64, prog *progressState) error {
+// feed reads every segment of src into pipe, paced by speed: the
+// client-to-server direction, and the answers too when they are compared.
+func feed(ctx context.Context, src *pcapfile.Reader, sides *pcapfile.Sides, pipe *Pipeline, speed float64, answers bool, prog *progressState) error {
 	var (
 		seg   reassembly.Segment
 		pace  pacer
@@ -180,7 +205,7 @@ func feed(ctx context.Context, src *pcapfile.Reader, sides *pcapfile.Sides, pipe
 		if polls++; polls&1023 == 0 && ctx.Err() != nil {
 			return nil
 		}
-		if !sides.Direction(&seg) || seg.Dir != reassembly.ToServer {
+		if !sides.Direction(&seg) || seg.Dir != reassembly.ToServer && !answers {
 			continue
 		}
 		if pace.wait(ctx, seg.Time, pipe.Flush) != nil {
@@ -273,4 +298,33 @@ func startProgress(cfg ReplayConfig, st *stats, prog *progressState) func() {
 		<-finished
 		cfg.Progress(snapshot(true))
 	}
+}
+
+// writeReports writes the comparison's report, as a page and as JSON, to
+// the paths that are set.
+func writeReports(m *mirror, html, js string) error {
+	if m.cmp == nil || html == "" && js == "" {
+		return nil
+	}
+	r := m.cmp.engine.Report()
+	for _, out := range []struct {
+		path  string
+		write func(io.Writer, *compare.Report) error
+	}{{html, compare.WriteHTML}, {js, compare.WriteJSON}} {
+		if out.path == "" {
+			continue
+		}
+		f, err := os.Create(out.path)
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		err = out.write(f, r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("report %s: %w", out.path, err)
+		}
+	}
+	return nil
 }

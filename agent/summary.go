@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shadowtee/shadowtee/capture"
+	"github.com/shadowtee/shadowtee/compare"
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/h2frame"
 	"github.com/shadowtee/shadowtee/httpframe"
@@ -37,6 +38,30 @@ type Summary struct {
 	Interfaces []capture.Interface `json:"interfaces,omitempty"`
 	// Reloads of the rules file, when there is one.
 	Reloads *ReloadSummary `json:"reloads,omitempty"`
+	// Compare is what the comparison of answers did, when there is one.
+	Compare *CompareSummary `json:"compare,omitempty"`
+}
+
+// CompareSummary is what the comparison of the shadow's answers with the
+// primary's did: the engine's totals, and the exchanges that never reached
+// it.
+type CompareSummary struct {
+	compare.Totals
+	// Overflow counts mirrored requests not compared because too many
+	// waited for their answers; Abandoned kept requests cut before they
+	// were whole.
+	Overflow  uint64 `json:"overflow"`
+	Abandoned uint64 `json:"abandoned"`
+	// Answers counts the primary's HTTP/1 answers framed and paired.
+	AnswersPaired   uint64 `json:"answers_paired"`
+	AnswersUnpaired uint64 `json:"answers_unpaired"`
+
+	verdicts []verdictCount // for the metric, by endpoint
+}
+
+type verdictCount struct {
+	rule, endpoint, verdict string
+	n                       uint64
 }
 
 // ReloadSummary counts the reloads of the rules file; a failed one keeps the
@@ -259,6 +284,19 @@ func (s *stats) summary() *Summary {
 	}
 	if s.printed != nil {
 		sum.Requests.Printed = s.printed.Load()
+	}
+	if c := s.mirror.cmp; c != nil {
+		cs := &CompareSummary{
+			Totals:          c.engine.Report().Totals,
+			Overflow:        c.overflow.Load(),
+			Abandoned:       c.abandoned.Load(),
+			AnswersPaired:   s.mirror.answers.Paired.Load(),
+			AnswersUnpaired: s.mirror.answers.Unpaired.Load(),
+		}
+		c.engine.VisitVerdicts(func(rule, endpoint, verdict string, n uint64) {
+			cs.verdicts = append(cs.verdicts, verdictCount{rule, endpoint, verdict, n})
+		})
+		sum.Compare = cs
 	}
 	return sum
 }

@@ -76,6 +76,7 @@ func attachCommand() *ucli.Command {
 		summaryFlag("Operations"),
 	)
 	flags = append(flags, mirrorFlags("64MiB")...)
+	flags = append(flags, compareFlags()...)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
 		Name:      "attach",
@@ -109,6 +110,12 @@ func runAttach(c *ucli.Context) error {
 		return err
 	}
 	cfg.Logger = s.log
+	var closeLog func() error
+	if cfg.Compare, closeLog, err = compareConfig(c, false); err != nil {
+		return err
+	}
+	defer closeLog()
+	cfg.CompareAll = c.Bool("compare")
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

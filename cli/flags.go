@@ -256,3 +256,72 @@ func parsePorts(values []string) ([]uint16, error) {
 	}
 	return ports, nil
 }
+
+const catCompare = "Compare"
+
+// compareFlags configure the comparison of the shadow's answers with the
+// primary's; attach and replay share them.
+func compareFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.BoolFlag{Name: "compare", Usage: "compare the shadow's answers with the primary's (captured from the wire, nothing sent twice), per endpoint; see /compare on --metrics-addr", EnvVars: env("COMPARE"), Category: catCompare},
+		&ucli.StringFlag{Name: "compare-secondary", Usage: "also send each compared request to `URL`, a second copy of the current release: what differs between it and the primary is noise", EnvVars: env("COMPARE_SECONDARY"), Category: catCompare},
+		&ucli.StringFlag{Name: "compare-log", Usage: "append one JSON line per pair of answers judged different to `FILE` (secrets redacted)", EnvVars: env("COMPARE_LOG"), Category: catCompare},
+		&ucli.StringFlag{Name: "compare-body-cap", Value: "64KiB", Usage: "bytes of each answer's body kept for comparing", EnvVars: env("COMPARE_BODY_CAP"), Category: catCompare},
+		&ucli.StringSliceFlag{Name: "compare-endpoint", Usage: "an endpoint `TEMPLATE` such as /users/{id}/orders or /files/* (repeatable), tried before ids are folded automatically", EnvVars: env("COMPARE_ENDPOINT"), Category: catCompare},
+		&ucli.StringSliceFlag{Name: "compare-ignore-header", Usage: "an answer header `NAME` not compared, beyond Date, Server, ETag and the other defaults (repeatable; a trailing * makes a prefix)", EnvVars: env("COMPARE_IGNORE_HEADER"), Category: catCompare},
+		&ucli.StringSliceFlag{Name: "compare-redact-header", Usage: "a header `NAME` whose value is never shown, beyond Authorization, Cookie and Set-Cookie (repeatable)", EnvVars: env("COMPARE_REDACT_HEADER"), Category: catCompare},
+	}
+}
+
+// compareConfig reads the compare flags. It returns nil when none asks for
+// a comparison (a rule of a rules file still may).
+func compareConfig(c *ucli.Context, force bool) (*agent.CompareConfig, func() error, error) {
+	set := force || c.Bool("compare")
+	for _, f := range []string{"compare-secondary", "compare-log", "compare-endpoint", "compare-ignore-header", "compare-redact-header"} {
+		set = set || c.IsSet(f)
+	}
+	if !set {
+		return nil, func() error { return nil }, nil
+	}
+	cc := &agent.CompareConfig{Secondary: c.String("compare-secondary")}
+	if cc.Secondary != "" {
+		if _, err := httpsyntax.ParseOrigin(cc.Secondary); err != nil {
+			return nil, nil, usagef("--compare-secondary: %v", err)
+		}
+	}
+	n, err := config.ParseSize(c.String("compare-body-cap"))
+	if err != nil || n < 1 || n > 1<<30 {
+		return nil, nil, usagef("--compare-body-cap %q: want a size from 1 to 1GiB", c.String("compare-body-cap"))
+	}
+	cc.BodyCap = int(n)
+	for _, p := range c.StringSlice("compare-endpoint") {
+		if !strings.HasPrefix(p, "/") {
+			return nil, nil, usagef("--compare-endpoint %q: want a path template such as /users/{id}/orders", p)
+		}
+		if cc.Engine.Patterns == nil {
+			cc.Engine.Patterns = map[string][]string{}
+		}
+		cc.Engine.Patterns["*"] = append(cc.Engine.Patterns["*"], p)
+	}
+	for _, f := range []struct {
+		name string
+		dst  *[]string
+	}{{"compare-ignore-header", &cc.Engine.NoiseHeaders}, {"compare-redact-header", &cc.Engine.RedactHeaders}} {
+		for _, h := range splitList(c.StringSlice(f.name)) {
+			if !httpsyntax.IsToken(strings.TrimSuffix(h, "*")) {
+				return nil, nil, usagef("--%s %q: not a header name", f.name, h)
+			}
+			*f.dst = append(*f.dst, strings.ToLower(h))
+		}
+	}
+	closeLog := func() error { return nil }
+	if path := c.String("compare-log"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--compare-log: %w", err)
+		}
+		cc.Engine.Log = f
+		closeLog = f.Close
+	}
+	return cc, closeLog, nil
+}

@@ -17,17 +17,21 @@ func recordCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "max-bytes", Usage: "stop once this many bytes were written (e.g. 1GiB)", EnvVars: env("MAX_BYTES"), Category: "Output"},
 		&ucli.StringFlag{Name: "rotate-bytes", Usage: "start a new file (FILE.1.pcapng, ...) once the current one holds this many bytes", EnvVars: env("ROTATE_BYTES"), Category: "Output"},
 		&ucli.StringFlag{Name: "ready-file", Usage: "write this `FILE` once attached (removed on exit)", EnvVars: env("READY_FILE"), Category: "Output"},
+		&ucli.BoolFlag{Name: "answers", Usage: "record the servers' answers too, so that a replay can compare a new release's with them (replay --report)", EnvVars: env("ANSWERS"), Category: "Output"},
 		summaryFlag("Output"),
 	)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
 		Name:      "record",
 		Usage:     "save what the tee copies to a pcapng file, for replay later",
-		UsageText: "sudo shadowtee record --iface IFACE --port PORT --out FILE.pcapng [--duration 30s] [--max-bytes 1GiB]",
+		UsageText: "sudo shadowtee record --iface IFACE --port PORT --out FILE.pcapng [--duration 30s] [--max-bytes 1GiB] [--answers]",
 		Description: `Attaches the same kernel program as attach and writes the client-to-server
 segments it copies to a pcapng file (Ethernet frames, nanosecond timestamps, one
 interface block per interface), so that 'shadowtee replay' of the recording
-reproduces what attach would have mirrored. It can run next to a running attach.
+reproduces what attach would have mirrored, HTTP/1 and HTTP/2 alike. With
+--answers it records the servers' answers too: replaying such a recording with
+--report compares a new release's answers with them. It can run next to a
+running attach.
 
 Example:
   sudo shadowtee record --iface eth0 --port 8080 --out traffic.pcapng --duration 1m`,
@@ -46,6 +50,7 @@ func runRecord(c *ucli.Context) error {
 	if cfg.Capture, err = captureConfig(c, true); err != nil {
 		return err
 	}
+	cfg.Capture.Answers = c.Bool("answers")
 	if cfg.Out == "" {
 		return usagef("--out is required: the pcapng file to write")
 	}

@@ -26,10 +26,13 @@ func replayCommand() *ucli.Command {
 		&ucli.IntFlag{Name: "loop", Value: 1, Usage: "replay the file `N` times", EnvVars: env("LOOP"), Category: "Input"},
 		&ucli.BoolFlag{Name: "dry-run", Usage: "send nothing: print what would be sent, one JSON line per request", EnvVars: env("DRY_RUN"), Category: "Output"},
 		&ucli.StringFlag{Name: "output", Value: "jsonl", Usage: "format of --dry-run output (jsonl)", EnvVars: env("OUTPUT"), Category: "Output"},
+		&ucli.StringFlag{Name: "report", Usage: "write the comparison of the shadow's answers with the capture's to `FILE` as an HTML page (implies --compare)", EnvVars: env("REPORT"), Category: "Output"},
+		&ucli.StringFlag{Name: "report-json", Usage: "write the comparison to `FILE` as JSON, the schema of /api/compare (implies --compare)", EnvVars: env("REPORT_JSON"), Category: "Output"},
 		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a bar on a terminal, lines otherwise), bar, lines or none", EnvVars: env("PROGRESS"), Category: "Output"},
 		summaryFlag("Output"),
 	}
 	flags = append(flags, mirrorFlags("512MiB")...)
+	flags = append(flags, compareFlags()...)
 	flags = append(flags, logFlags()...)
 	return &ucli.Command{
 		Name:      "replay",
@@ -106,6 +109,17 @@ func runReplay(c *ucli.Context) error {
 	if err := setupProgress(c, &cfg, dry); err != nil {
 		return err
 	}
+	cfg.Report, cfg.ReportJSON = c.String("report"), c.String("report-json")
+	report := cfg.Report != "" || cfg.ReportJSON != ""
+	if report && dry {
+		return usagef("--report and --dry-run exclude each other: a report compares the shadow's answers, and a dry run sends nothing")
+	}
+	var closeLog func() error
+	if cfg.Compare, closeLog, err = compareConfig(c, report); err != nil {
+		return err
+	}
+	defer closeLog()
+	cfg.CompareAll = c.Bool("compare") || report
 
 	sum, err := agent.Replay(s.ctx, cfg)
 	if sum != nil {

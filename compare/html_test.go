@@ -2,19 +2,18 @@ package compare
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/shadowtee/shadowtee/internal/browser"
 )
 
 const xss = `<img src=x onerror="document.title='pwned'">`
@@ -99,45 +98,22 @@ func TestHandler(t *testing.T) {
 // chromium returns the browser, or skips the test saying why.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
+	bin, err := browser.Find()
+	if err != nil {
+		t.Skip(err)
 	}
-	t.Skip("chromium is not installed (Debian package chromium): the page is not rendered")
-	return ""
+	return bin
 }
 
 // dumpDOM renders url in headless chromium and returns the DOM once the
 // page has loaded and its fetches have ended.
 func dumpDOM(t *testing.T, bin, url string) string {
 	t.Helper()
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--disable-dev-shm-usage", "--user-data-dir="+dir,
-		// Virtual time runs until nothing is pending (the fetch of the
-		// live page included), up to this budget.
-		"--virtual-time-budget=20000",
-		"--dump-dom", url)
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_CACHE_HOME="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := browser.DumpDOM(t.Context(), bin, url, nil)
 	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, lastLines(stderr.String(), 20))
+		t.Fatal(err)
 	}
-	return string(out)
-}
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
+	return out
 }
 
 // checkDOM checks the rendered page: the endpoints, their counts, a

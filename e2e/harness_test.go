@@ -51,10 +51,12 @@ type env struct {
 	shadow  *recorder.Recorder
 
 	shadowServer *http.Server
-	agent        *agentproc.Process
-	ready        agent.Ready
-	stdout       lockedBuffer
-	stderr       lockedBuffer
+	// primaryServer serves e.primary on the gateway's :8080.
+	primaryServer *http.Server
+	agent         *agentproc.Process
+	ready         agent.Ready
+	stdout        lockedBuffer
+	stderr        lockedBuffer
 }
 
 func newEnv(t *testing.T) *env {
@@ -70,9 +72,27 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	e := &env{t: t, topo: topo, primary: recorder.New(httpbin.New()), shadow: recorder.New(nil)}
-	e.serve(topo.Gateway, "[::]:8080", e.primary)
+	e.primaryServer = e.serve(topo.Gateway, "[::]:8080", e.primary)
 	e.shadowServer = e.serve(topo.Shadow, sandbox.ShadowIPv4+":8000", e.shadow)
 	return e
+}
+
+// serveWhenFree serves h on addr in ns once the address is free: a server
+// just closed lets go of its listener on a goroutine of its own.
+func serveWhenFree(t *testing.T, ns *sandbox.Netns, addr string, h http.Handler) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		ln, err := ns.Listen("tcp", addr)
+		if err == nil {
+			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (e *env) serve(ns *sandbox.Netns, addr string, h http.Handler) *http.Server {

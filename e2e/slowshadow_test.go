@@ -35,19 +35,7 @@ func TestE2ESlowShadow(t *testing.T) {
 		}
 		w.Write([]byte("ok"))
 	}))
-	// Wait for the old listener to go before taking its address.
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		ln, err := e.topo.Shadow.Listen("tcp", sandbox.ShadowIPv4+":8000")
-		if err == nil {
-			srv := &http.Server{Handler: slow}
-			go srv.Serve(ln)
-			t.Cleanup(func() { srv.Close() })
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	serveWhenFree(t, e.topo.Shadow, sandbox.ShadowIPv4+":8000", slow)
 	e.startAgent("--summary", "json")
 
 	const n = 2000
