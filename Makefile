@@ -8,7 +8,8 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/shadowtee/shadowtee/cli.Version=$(VERSION)
 FUZZTIME  ?= 10s
 # Fuzz targets as package:FuzzName.
-FUZZ      := ./reassembly:FuzzReassembly ./httpframe:FuzzHTTPFraming ./pcapfile:FuzzReadCapture
+FUZZ      := ./reassembly:FuzzReassembly ./httpframe:FuzzHTTPFraming ./h2frame:FuzzH2Framing \
+             ./pcapfile:FuzzReadCapture ./compare:FuzzJSONDiff
 
 .DEFAULT_GOAL := help
 
@@ -31,12 +32,13 @@ check-generate: generate ## fail if the committed BPF objects differ from what t
 .PHONY: test
 test: ## vet, run every test (root tiers need root), then fuzz each target for $(FUZZTIME)
 	$(GO) vet ./...
+	$(GO) vet -tags nodemo ./cli/
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: test-race
 test-race: ## run the pure-Go packages under the race detector
-	$(GO) test -count=1 -race ./reassembly/ ./httpframe/ ./shadow/ ./pcapfile/ ./config/ ./agent/
+	$(GO) test -count=1 -race ./reassembly/ ./httpframe/ ./h2frame/ ./shadow/ ./compare/ ./pcapfile/ ./config/ ./agent/
 
 .PHONY: e2e
 e2e: ## run only the end-to-end tests in network namespaces (root)
@@ -47,7 +49,7 @@ fuzz: ## fuzz each target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=10m
 	@set -e; for t in $(FUZZ); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; \
 	done
 
 BENCH_ARGS ?=
@@ -59,7 +61,7 @@ bench: build ## live benchmark in network namespaces (root, ~4 min): baseline vs
 
 .PHONY: bench-go
 bench-go: ## run the Go benchmarks of the hot path
-	$(GO) test -run '^$$' -bench . -benchmem ./reassembly/ ./httpframe/ ./shadow/ ./pcapfile/ ./agent/
+	$(GO) test -run '^$$' -bench . -benchmem ./reassembly/ ./httpframe/ ./h2frame/ ./shadow/ ./compare/ ./pcapfile/ ./agent/
 
 .PHONY: testdata
 testdata: ## rebuild testdata/ and pcapfile/testdata (root): synthesised and recorded captures, then the golden files
