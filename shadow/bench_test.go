@@ -232,9 +232,13 @@ func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderCo
 		reqs[i] = parseRequest(b, benchRequest)
 		reqs[i].ClientAddr = clientAddr(i)
 	}
-	// Warm up: connections, buffers, pools.
+	// Warm up: connections, buffers, pools, at the pace of the run (so that
+	// the pool has the size the run needs).
 	st := s.Stats()
 	for i := range 200 {
+		if interval > 0 {
+			time.Sleep(interval)
+		}
 		s.Send(reqs[i%len(reqs)], nil)
 	}
 	drain(b, st)

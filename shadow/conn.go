@@ -18,10 +18,11 @@ import (
 
 // h1conn is one connection to the shadow. Its reader goroutine (run) dials
 // it, then keeps a read pending on it for its whole life: the read returns
-// when an answer starts, when the shadow closes the connection, or when the
-// deadline passes, which is the request's Timeout while a request is on it
-// and IdleTimeout while none is. The reader matches answers to requests in
-// order, ends them, and gives the connection the next pending request.
+// when an answer starts, when the shadow closes the connection, or when
+// what is due passes: the first request's Timeout while one is on it,
+// IdleTimeout while none is (see rdl). The reader matches answers to
+// requests in order, ends them, and gives the connection the next pending
+// request.
 //
 // Requests are written by whoever assigns them when the connection is
 // idle and they are small (writeDirect), or else by a writer goroutine that
@@ -62,6 +63,72 @@ type h1conn struct {
 	answered    int // complete answers read
 	idleUntil   time.Time
 	gauge       connGauge
+	// The deadlines set on nc. The read deadline is never later than what
+	// is due (the first request's deadline, or the end of idleness), but
+	// may be earlier: it then wakes the read for nothing, and connReader
+	// moves it on. So it changes about once per Timeout, not per request.
+	// The write deadline is moved only when it comes within Timeout/2.
+	rdl, wdl time.Time
+}
+
+// connReader reads c for its bufio.Reader: a read that times out before
+// what is due, because the deadline was left early, is retried with the
+// deadline moved on; only a timeout that is due reaches the reader. Reads
+// keep their place, so this holds in the middle of an answer too.
+type connReader struct{ c *h1conn }
+
+func (r connReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.c.nc.Read(p)
+		if n > 0 || !isTimeout(err) || !r.c.rearm() {
+			return n, err
+		}
+	}
+}
+
+// rearm reports whether a read timeout came early, and if so moves the read
+// deadline to what is due. A timeout that is due ends the connection then
+// and there, so that nothing is given to it in between.
+func (c *h1conn) rearm() bool {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.dead {
+		return false
+	}
+	d, early := c.dueLocked(time.Now())
+	if early {
+		c.rdl = d
+		c.nc.SetReadDeadline(d)
+		return true
+	}
+	c.dead = true
+	s.removeIdleLocked(c)
+	if !c.causeSet {
+		c.causeSet, c.cause = true, CloseTimeout
+		if len(c.ring) == 0 {
+			c.cause = CloseIdleTimeout
+		}
+	}
+	return false
+}
+
+// armReadLocked makes the read deadline d at the latest.
+func (c *h1conn) armReadLocked(d time.Time) {
+	if c.rdl.IsZero() || d.Before(c.rdl) {
+		c.rdl = d
+		c.nc.SetReadDeadline(d)
+	}
+}
+
+// armWriteLocked gives a write that may go on until d a deadline between
+// d-Timeout/2 and d: a safety net, since a write into an empty socket
+// buffer does not wait, and a request's Timeout is kept by the read side.
+func (c *h1conn) armWriteLocked(d time.Time) {
+	if c.wdl.Before(d.Add(-c.s.set.timeout / 2)) {
+		c.wdl = d
+		c.nc.SetWriteDeadline(d)
+	}
 }
 
 // connGauge is the gauge an open connection counts in.
@@ -122,7 +189,7 @@ func (c *h1conn) run() {
 	s.conns = append(s.conns, c)
 	s.stats.ConnectionsOpen.Add(1)
 	c.setGauge(gaugeIdle)
-	c.br = bufio.NewReaderSize(nc, readBufferSize)
+	c.br = bufio.NewReaderSize(connReader{c}, readBufferSize)
 	s.freeLocked(c, now, &c.work)
 	s.mu.Unlock()
 	s.flush(&c.work)
@@ -136,13 +203,6 @@ func (c *h1conn) readLoop() {
 		start := time.Now()
 		s.mu.Lock()
 		if err != nil {
-			if isTimeout(err) && !c.dead {
-				if d, stale := c.staleLocked(start); stale {
-					s.mu.Unlock()
-					c.nc.SetReadDeadline(d)
-					continue
-				}
-			}
 			c.failLocked(err, start, true)
 			return
 		}
@@ -201,43 +261,34 @@ func (c *h1conn) readLoop() {
 			c.failLocked(nil, end, true)
 			return
 		}
-		var dl time.Time
 		if len(c.ring) > 0 {
 			// Pipelined: the next request is first in line from now on,
 			// and is not blamed for the time it waited behind this one.
+			// (The read deadline may stay earlier: it moves on when it
+			// fires.)
 			h := c.ring[0]
 			if d := end.Add(s.set.timeout); d.After(h.deadline) {
 				h.deadline = d
 			}
-			dl = h.deadline
 		}
 		// Free the connection first: the request's Ordered successor,
 		// dispatched when it ends, may take it.
 		s.freeLocked(c, end, &c.work)
 		s.endLocked(rec, o, end, &c.work)
 		s.mu.Unlock()
-		if !dl.IsZero() {
-			c.nc.SetReadDeadline(dl)
-		}
 		s.flush(&c.work)
 	}
 }
 
-// staleLocked tells a deadline that passed for nothing (the connection was
-// given a request, or became idle, after the read began) from a real one,
-// and returns the deadline that holds.
-func (c *h1conn) staleLocked(now time.Time) (time.Time, bool) {
-	if len(c.ring) == 0 {
-		if now.Before(c.idleUntil) {
-			return c.idleUntil, true
-		}
-		c.causeSet, c.cause = true, CloseIdleTimeout
-		return time.Time{}, false
+// dueLocked returns what the read deadline must be now: the deadline of the
+// first request on the connection, or the end of its idleness; and whether
+// that is still to come (a timeout now came early).
+func (c *h1conn) dueLocked(now time.Time) (time.Time, bool) {
+	d := c.idleUntil
+	if len(c.ring) > 0 {
+		d = c.ring[0].deadline
 	}
-	if d := c.ring[0].deadline; now.Before(d) {
-		return d, true
-	}
-	return time.Time{}, false
+	return d, now.Before(d)
 }
 
 // popLocked takes the first request off the connection.
@@ -391,9 +442,6 @@ func (s *HTTP1Sender) redispatchLocked(recs []*record, now time.Time, w *work) {
 // wait. rec is first in line on c from the start, so its deadline does not
 // move.
 func (c *h1conn) writeDirect(rec *record) {
-	// One call sets both deadlines: the answer's, and the write's (which
-	// bounds a write that would wait after all).
-	c.nc.SetDeadline(rec.deadline)
 	buf := c.encode(c.wbuf[:0], rec)
 	rec.written = time.Now()
 	c.s.stats.QueueDelay.Observe(rec.written.Sub(rec.sent))
@@ -449,11 +497,12 @@ func (c *h1conn) writeLoop() {
 			}
 		}
 		c.batch = batch
-		s.mu.Unlock()
 		if head {
-			c.nc.SetReadDeadline(deadline)
+			c.armReadLocked(deadline)
 		}
+		c.wdl = deadline
 		c.nc.SetWriteDeadline(deadline)
+		s.mu.Unlock()
 		now := time.Now()
 		for _, r := range batch {
 			r.written = now

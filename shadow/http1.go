@@ -295,9 +295,13 @@ func (s *HTTP1Sender) assignLocked(c *h1conn, rec *record) bool {
 	if wasIdle {
 		c.setGauge(gaugeBusy)
 	}
+	if wasIdle {
+		c.armReadLocked(rec.deadline)
+	}
 	if wasIdle && !c.writing && rec.size <= directWriteMax-1024 && rec.req.Stream() == nil {
 		c.writing = true
 		c.nwritten++
+		c.armWriteLocked(rec.deadline)
 		return true
 	}
 	if !c.writing {
@@ -387,9 +391,7 @@ func (s *HTTP1Sender) freeLocked(c *h1conn, now time.Time, w *work) {
 	c.idleIdx = len(s.idle)
 	s.idle = append(s.idle, c)
 	c.idleUntil = now.Add(s.set.idle)
-	// Set here, under the lock, so that it precedes the deadline of the
-	// next request given to c.
-	c.nc.SetReadDeadline(c.idleUntil)
+	c.armReadLocked(c.idleUntil)
 }
 
 // removeIdleLocked takes c out of the idle stack, keeping the others' order.
