@@ -607,3 +607,40 @@ func TestPipelinedWriteFailure(t *testing.T) {
 	closeSender(t, s)
 	checkStats(t, st, map[string]uint64{"failed_write": 1, "failed_aborted": 1, "retried": 0})
 }
+
+// A read deadline left early (the first request's) that fires in the
+// middle of a later request's answer is moved on: the answer completes.
+func TestEarlyDeadlineMidAnswer(t *testing.T) {
+	srv := newRawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if n == 0 {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+			for range 8 {
+				time.Sleep(80 * time.Millisecond)
+				io.WriteString(c, "5\r\nchunk\r\n")
+			}
+			io.WriteString(c, "0\r\n\r\n")
+		}
+	})
+	s := newSender(t, SenderConfig{URL: srv.URL(), Timeout: time.Second})
+	st := s.Stats()
+	t0 := time.Now()
+	s.Send(request(t, testClient, 0, ""), nil)
+	waitFor(t, "first answer", func() bool { return st.Mirrored.Load() == 1 })
+	// The second goes out after 600ms: the deadline left at the first's
+	// (t0+1s) passes while its answer streams, until about t0+1.24s.
+	time.Sleep(time.Until(t0.Add(600 * time.Millisecond)))
+	s.Send(request(t, testClient, 1, ""), nil)
+	waitFor(t, "second answer", func() bool { return st.Mirrored.Load()+failures(st) == 2 })
+	closeSender(t, s)
+	checkStats(t, st, map[string]uint64{"mirrored": 2, "opened": 1})
+}
