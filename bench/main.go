@@ -103,24 +103,6 @@ type Config struct {
 	JSON string `json:"-"`
 }
 
-// shadowWorkers is the agent's number of shadow connections, as the agent
-// arguments set it.
-func (c *Config) shadowWorkers() int {
-	n := 4
-	for i, a := range c.AgentArgs {
-		v, ok := strings.CutPrefix(a, "--shadow-workers=")
-		if !ok && a == "--shadow-workers" && i+1 < len(c.AgentArgs) {
-			v, ok = c.AgentArgs[i+1], true
-		}
-		if ok {
-			if w, err := strconv.Atoi(v); err == nil {
-				n = w
-			}
-		}
-	}
-	return n
-}
-
 // allScenarios are the names --scenarios takes; idle is the old name of
 // idle-conns.
 var allScenarios = []string{scGet, scPost, scNewConn, scSaturation, scSlow, scCompare, scH2, scQuiet, scIdleConns, scSoak}

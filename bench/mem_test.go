@@ -414,7 +414,7 @@ func memoryScenarios() []*Scenario {
 			RSSIdleEndMiB: 39.2, Memory: &MemBreakdown{RSSMiB: 39.2, AnonMiB: 9.8, BPFMiB: 16, FileMiB: 13.4}}}
 	ir.Shadow.Conns = 4
 	idle.Runs = []*RunResult{ir}
-	idle.Targets = evaluate(idle, 4)
+	idle.Targets = evaluate(idle)
 
 	soak := &Scenario{Name: "soak-2000", Title: "soak title", Kind: scSoak, Mode: modeGet, Rate: 2000, Conns: 16,
 		Duration: 60 * time.Second, Faults: []string{faultDown, faultBlackhole}}
@@ -430,7 +430,7 @@ func memoryScenarios() []*Scenario {
 	}
 	soak.Runs = []*RunResult{base, run(faultDown, 0.1, 0), run(faultBlackhole, 3, 2)}
 	soak.compare()
-	soak.Targets = evaluate(soak, 4)
+	soak.Targets = evaluate(soak)
 	return []*Scenario{idle, soak}
 }
 

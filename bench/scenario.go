@@ -175,7 +175,7 @@ func (e *env) runScenario(ctx context.Context, sc *Scenario, tools []tool) error
 		}
 	}
 	sc.compare()
-	sc.Targets = evaluate(sc, e.cfg.shadowWorkers())
+	sc.Targets = evaluate(sc)
 	return nil
 }
 
