@@ -140,9 +140,11 @@ const (
 	gaugeBusy
 )
 
-func (c *h1conn) setGauge(g connGauge) {
-	st := c.s.stats
-	switch c.gauge {
+func (c *h1conn) setGauge(g connGauge) { c.gauge.set(c.s.stats, g) }
+
+// set moves a connection from the gauge it counts in to g.
+func (cg *connGauge) set(st *Stats, g connGauge) {
+	switch *cg {
 	case gaugeIdle:
 		st.ConnectionsIdle.Add(-1)
 	case gaugeBusy:
@@ -154,7 +156,7 @@ func (c *h1conn) setGauge(g connGauge) {
 	case gaugeBusy:
 		st.ConnectionsBusy.Add(1)
 	}
-	c.gauge = g
+	*cg = g
 }
 
 var (

@@ -235,6 +235,15 @@ func appendTrailer(dst, name, value []byte) []byte {
 // allows. The slices alias r's buffers, or one buffer allocated for the
 // call, so the fields are valid as long as r is.
 func (w *Rewriter) Fields(dst []httpmsg.Field, r httpmsg.Request) []httpmsg.Field {
+	dst, _ = w.appendFields(dst, nil, r)
+	return dst
+}
+
+// appendFields is Fields with the buffer for what the fields do not take
+// from r given by the caller (an HTTP/2 connection reuses one): it is used
+// when it is large enough, else replaced by a new one, which is returned
+// for the next call. The fields are valid until buf is used again.
+func (w *Rewriter) appendFields(dst []httpmsg.Field, buf []byte, r httpmsg.Request) ([]httpmsg.Field, []byte) {
 	fs := scanFields(r)
 	defer fs.free()
 
@@ -249,7 +258,10 @@ func (w *Rewriter) Fields(dst []httpmsg.Field, r httpmsg.Request) []httpmsg.Fiel
 			size += len(f.Value) + 2 + 64
 		}
 	}
-	buf := make([]byte, 0, size)
+	if cap(buf) < size {
+		buf = make([]byte, 0, max(size, 2*cap(buf)))
+	}
+	buf = buf[:0]
 	take := func(from int) []byte { return buf[from:len(buf):len(buf)] }
 
 	scheme := r.Scheme()
@@ -334,7 +346,7 @@ func (w *Rewriter) Fields(dst []httpmsg.Field, r httpmsg.Request) []httpmsg.Fiel
 			dst = append(dst, httpmsg.Field{Name: w.set[j].lower, Value: w.set[j].value})
 		}
 	}
-	return dst
+	return dst, buf
 }
 
 // requestSize is what a request is charged against the byte budget: its

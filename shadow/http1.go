@@ -120,23 +120,9 @@ const (
 // written before Send returns (small requests) or handed to the
 // connection's writer; otherwise it waits for one, bounded by MaxPending.
 func (s *HTTP1Sender) Send(r httpmsg.Request, tag any) bool {
-	if s.l.closed.Load() {
-		s.l.drop(r, DropClosed)
+	size, ok := s.l.admit(r, s.wait, s.closing)
+	if !ok {
 		return false
-	}
-	size := requestSize(r)
-	if !s.l.hold(size) {
-		if s.wait == nil || size > s.l.maxBytes {
-			s.l.drop(r, DropOverflow)
-			return false
-		}
-		for !s.l.hold(size) {
-			if !s.l.waitRoom(s.wait, s.closing) {
-				s.l.drop(r, s.giveUpReason())
-				return false
-			}
-		}
-		s.l.signalRoom() // there may be room for the next waiter too
 	}
 	now := time.Now()
 	rec := newRecord(r, tag, size, now)
@@ -144,7 +130,7 @@ func (s *HTTP1Sender) Send(r httpmsg.Request, tag any) bool {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			s.refuse(rec, DropClosed)
+			s.l.refuse(rec, DropClosed)
 			return false
 		}
 		if retry {
@@ -158,7 +144,7 @@ func (s *HTTP1Sender) Send(r httpmsg.Request, tag any) bool {
 			if s.wait != nil && s.l.waitRoom(s.wait, s.closing) {
 				continue
 			}
-			s.refuse(rec, s.giveUpReason())
+			s.l.refuse(rec, s.l.giveUpReason())
 			return false
 		}
 		s.stats.Queued.Add(1)
@@ -171,22 +157,6 @@ func (s *HTTP1Sender) Send(r httpmsg.Request, tag any) bool {
 		}
 		return true
 	}
-}
-
-// giveUpReason is why a Send that waited for room dropped its request.
-func (s *HTTP1Sender) giveUpReason() DropReason {
-	if s.l.closed.Load() {
-		return DropClosed
-	}
-	return DropOverflow
-}
-
-// refuse drops a request that had its bytes held but was not queued.
-func (s *HTTP1Sender) refuse(rec *record, why DropReason) {
-	r, size := rec.req, rec.size
-	freeRecord(rec)
-	s.l.unhold(size)
-	s.l.drop(r, why)
 }
 
 // placeLocked puts a new request in line: behind its client connection's

@@ -102,10 +102,11 @@ type record struct {
 	deadline time.Time // Timeout runs out
 	written  time.Time // write started
 
-	head       bool // HEAD: the answer has no body whatever it says
-	replayable bool // idempotent by method or by Idempotency-Key
-	retried    bool // sent again once already
-	reused     bool // its connection had answered before it was assigned
+	head       bool  // HEAD: the answer has no body whatever it says
+	replayable bool  // idempotent by method or by Idempotency-Key
+	retried    bool  // sent again once already
+	requeued   uint8 // times put back in line because the shadow provably did not process it (HTTP/2: GOAWAY)
+	reused     bool  // its connection had answered before it was assigned
 
 	// The write, guarded by the sender's lock once assigned.
 	wdone bool  // the write is over (or will never happen)
@@ -161,6 +162,7 @@ func isReplayable(r httpmsg.Request, method []byte) bool {
 type outcome struct {
 	ok     bool // mirrored
 	status int
+	grpc   uint8 // the answer's grpc-status as grpcCode keeps it; grpcNone without one
 	fail   FailReason
 	answer *httpmsg.Answer // kept for the Answer callback
 	end    time.Time       // of the answer
@@ -232,6 +234,48 @@ func (l *ledger) waitRoom(ctx context.Context, closing <-chan struct{}) bool {
 	return false
 }
 
+// admit charges r's bytes for a Send, waiting for room when the sender was
+// made to wait (wait not nil) until wait or closing is done. When r cannot
+// be taken it is dropped (counted and released) and admit reports false.
+func (l *ledger) admit(r httpmsg.Request, wait context.Context, closing <-chan struct{}) (int64, bool) {
+	if l.closed.Load() {
+		l.drop(r, DropClosed)
+		return 0, false
+	}
+	size := requestSize(r)
+	if l.hold(size) {
+		return size, true
+	}
+	if wait == nil || size > l.maxBytes {
+		l.drop(r, DropOverflow)
+		return 0, false
+	}
+	for !l.hold(size) {
+		if !l.waitRoom(wait, closing) {
+			l.drop(r, l.giveUpReason())
+			return 0, false
+		}
+	}
+	l.signalRoom() // there may be room for the next waiter too
+	return size, true
+}
+
+// giveUpReason is why a Send that waited for room dropped its request.
+func (l *ledger) giveUpReason() DropReason {
+	if l.closed.Load() {
+		return DropClosed
+	}
+	return DropOverflow
+}
+
+// refuse drops a request that had its bytes held but was not queued.
+func (l *ledger) refuse(rec *record, why DropReason) {
+	r, size := rec.req, rec.size
+	freeRecord(rec)
+	l.unhold(size)
+	l.drop(r, why)
+}
+
 // drop counts a request refused by Send and releases it.
 func (l *ledger) drop(r httpmsg.Request, why DropReason) {
 	l.stats.Dropped[why].Add(1)
@@ -246,6 +290,7 @@ func (l *ledger) end(rec *record, o outcome) {
 	if o.ok {
 		st.Mirrored.Add(1)
 		st.countStatus(o.status)
+		st.countGRPC(o.grpc)
 		st.Latency.Observe(o.end.Sub(rec.written))
 	} else {
 		st.Failed[o.fail].Add(1)

@@ -65,6 +65,24 @@ func (l *fieldList) add(name, value []byte) {
 	l.offs = append(l.offs, len(l.arena))
 }
 
+// addString is add for the strings an HPACK decoder gives.
+func (l *fieldList) addString(name, value string) {
+	l.offs = append(l.offs, len(l.arena))
+	l.arena = append(l.arena, name...)
+	l.offs = append(l.offs, len(l.arena))
+	l.arena = append(l.arena, value...)
+	l.offs = append(l.offs, len(l.arena))
+}
+
+// copyFrom appends the fields of from.
+func (l *fieldList) copyFrom(from *fieldList) {
+	base := len(l.arena)
+	l.arena = append(l.arena, from.arena...)
+	for _, o := range from.offs {
+		l.offs = append(l.offs, base+o)
+	}
+}
+
 func (l *fieldList) reset() { l.arena, l.offs = l.arena[:0], l.offs[:0] }
 
 func (l *fieldList) fields() []httpmsg.Field {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,77 @@ type Stats struct {
 
 	status      [maxStatus - minStatus + 1]atomic.Uint64
 	statusOther atomic.Uint64
+	// grpc counts the gRPC status of mirrored answers that carry one (in
+	// their trailers, or in the headers of a trailers-only answer): codes
+	// 0..MaxGRPCStatus, then the other values.
+	grpc [MaxGRPCStatus + 2]atomic.Uint64
+}
+
+// MaxGRPCStatus is the highest gRPC status code (UNAUTHENTICATED); the
+// counters keep one for each code up to it and one for any other value.
+const MaxGRPCStatus = 16
+
+// grpcNone is an outcome's grpc when the answer has no grpc-status; a
+// code c is kept as c+1, and grpcOther+1 for a value that is not one.
+const (
+	grpcNone  = 0
+	grpcOther = MaxGRPCStatus + 1
+)
+
+// grpcCode parses a grpc-status value into an outcome's grpc field.
+func grpcCode[T string | []byte](v T) uint8 {
+	n := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' || n > MaxGRPCStatus {
+			return grpcOther + 1
+		}
+		n = n*10 + int(c-'0')
+	}
+	if len(v) == 0 || n > MaxGRPCStatus {
+		return grpcOther + 1
+	}
+	return uint8(n) + 1
+}
+
+func (s *Stats) countGRPC(g uint8) {
+	if g != grpcNone {
+		s.grpc[g-1].Add(1)
+	}
+}
+
+// GRPCStatus returns the number of mirrored answers with gRPC status code
+// (0..MaxGRPCStatus), or with a value that is no such code when code is
+// negative.
+func (s *Stats) GRPCStatus(code int) uint64 {
+	switch {
+	case code < 0:
+		return s.grpc[grpcOther].Load()
+	case code <= MaxGRPCStatus:
+		return s.grpc[code].Load()
+	}
+	return 0
+}
+
+// VisitGRPCStatus calls fn for every gRPC status code seen at least once,
+// in increasing order, then with code -1 for other values if any.
+func (s *Stats) VisitGRPCStatus(fn func(code int, n uint64)) {
+	for i := 0; i <= MaxGRPCStatus; i++ {
+		if n := s.grpc[i].Load(); n > 0 {
+			fn(i, n)
+		}
+	}
+	if n := s.grpc[grpcOther].Load(); n > 0 {
+		fn(-1, n)
+	}
+}
+
+// grpcLabel is the label of a gRPC status code as VisitGRPCStatus gives it.
+func grpcLabel(code int) string {
+	if code < 0 {
+		return "other"
+	}
+	return strconv.Itoa(code)
 }
 
 func (s *Stats) countStatus(code int) {
@@ -207,12 +279,15 @@ type Snapshot struct {
 	ConnectionsBusy       int64             `json:"connections_busy"`
 	ConnectionsIdle       int64             `json:"connections_idle"`
 	ConnectionsConnecting int64             `json:"connections_connecting"`
-	Dropped               map[string]uint64 `json:"dropped"`   // non-zero counts by DropReason label
-	Failed                map[string]uint64 `json:"failed"`    // non-zero counts by FailReason label
-	Status                map[int]uint64    `json:"status"`    // non-zero counts by final status; 0 is "other"
-	Responses             uint64            `json:"responses"` // responses in the latency histogram
-	LatencyP50            time.Duration     `json:"latency_p50_ns"`
-	LatencyP99            time.Duration     `json:"latency_p99_ns"`
+	Dropped               map[string]uint64 `json:"dropped"` // non-zero counts by DropReason label
+	Failed                map[string]uint64 `json:"failed"`  // non-zero counts by FailReason label
+	Status                map[int]uint64    `json:"status"`  // non-zero counts by final status; 0 is "other"
+	// GRPCStatus counts the answers that carried a grpc-status, by code
+	// ("0".."16", "other"); absent when none did.
+	GRPCStatus map[string]uint64 `json:"grpc_status,omitempty"`
+	Responses  uint64            `json:"responses"` // responses in the latency histogram
+	LatencyP50 time.Duration     `json:"latency_p50_ns"`
+	LatencyP99 time.Duration     `json:"latency_p99_ns"`
 }
 
 // Snapshot copies the counters. The copy is not atomic as a whole: counters
@@ -257,6 +332,12 @@ func (s *Stats) Snapshot() Snapshot {
 		}
 	}
 	s.VisitStatus(func(code int, n uint64) { sn.Status[code] = n })
+	s.VisitGRPCStatus(func(code int, n uint64) {
+		if sn.GRPCStatus == nil {
+			sn.GRPCStatus = map[string]uint64{}
+		}
+		sn.GRPCStatus[grpcLabel(code)] = n
+	})
 	return sn
 }
 
@@ -280,6 +361,17 @@ func (sn Snapshot) String() string {
 			fmt.Fprintf(&b, " status_other=%d", sn.Status[c])
 		} else {
 			fmt.Fprintf(&b, " status_%d=%d", c, sn.Status[c])
+		}
+	}
+	if len(sn.GRPCStatus) > 0 {
+		// In code order, "other" last.
+		for c := 0; c <= MaxGRPCStatus; c++ {
+			if n, ok := sn.GRPCStatus[grpcLabel(c)]; ok {
+				fmt.Fprintf(&b, " grpc_status_%d=%d", c, n)
+			}
+		}
+		if n, ok := sn.GRPCStatus["other"]; ok {
+			fmt.Fprintf(&b, " grpc_status_other=%d", n)
 		}
 	}
 	if sn.Responses > 0 {
@@ -465,6 +557,11 @@ func (s *Stats) AddTo(dst *Stats) {
 		}
 	}
 	dst.statusOther.Add(s.statusOther.Load())
+	for i := range s.grpc {
+		if n := s.grpc[i].Load(); n > 0 {
+			dst.grpc[i].Add(n)
+		}
+	}
 	s.Latency.AddTo(&dst.Latency)
 	s.QueueDelay.AddTo(&dst.QueueDelay)
 }
