@@ -62,7 +62,8 @@ type route struct {
 	rule     config.Rule
 	sampler  *shadow.Sampler
 	rewriter *shadow.Rewriter
-	sender   shadow.Sender
+	sender   shadow.Sender // HTTP/1.1 to the shadow
+	http2    shadow.Sender // HTTP/2 to the shadow
 	stats    *ruleStats
 	// compare is set when the rule's answers are compared; secondary,
 	// when they are compared with a second copy of the current release
@@ -74,9 +75,28 @@ type route struct {
 // senders returns the route's senders.
 func (r *route) senders() []shadow.Sender {
 	if r.secondary != nil {
-		return []shadow.Sender{r.sender, r.secondary}
+		return []shadow.Sender{r.sender, r.http2, r.secondary}
 	}
-	return []shadow.Sender{r.sender}
+	return []shadow.Sender{r.sender, r.http2}
+}
+
+// senderFor returns the sender that takes r: the one of the protocol r was
+// captured in, unless the rule names the shadow's protocol. It returns nil
+// for a gRPC call and a shadow that speaks only HTTP/1.1.
+func (r *route) senderFor(req httpmsg.Request) shadow.Sender {
+	switch r.rule.Shadow.Protocol {
+	case config.ProtocolHTTP1:
+		if req.Proto() == httpmsg.HTTP2 && isGRPC(req) {
+			return nil
+		}
+		return r.sender
+	case config.ProtocolHTTP2:
+		return r.http2
+	}
+	if req.Proto() == httpmsg.HTTP2 {
+		return r.http2
+	}
+	return r.sender
 }
 
 // ruleStats counts what happened to the requests of one rule (by name).
@@ -84,7 +104,8 @@ type ruleStats struct {
 	name       string
 	matched    atomic.Uint64
 	sampledOut atomic.Uint64
-	shadow     shadow.Stats
+	shadow     shadow.Stats // the HTTP/1.1 sender's
+	shadow2    shadow.Stats // the HTTP/2 sender's
 	secondary  shadow.Stats // the secondary's, when answers are compared with one
 }
 
@@ -173,6 +194,12 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 	if rt.sender, err = shadow.NewHTTP1(sc); err != nil {
 		return nil, fmt.Errorf("rule %q: shadow %s: %w", rule.Name, rule.Shadow.URL, err)
 	}
+	sc2 := sc
+	sc2.Stats = &st.shadow2
+	if rt.http2, err = shadow.NewHTTP2(sc2); err != nil {
+		rt.sender.Close(closedContext())
+		return nil, fmt.Errorf("rule %q: shadow %s: %w", rule.Name, rule.Shadow.URL, err)
+	}
 	if rt.compare && m.secondaryURL != "" {
 		// The secondary gets what the shadow gets, and its answers teach
 		// the comparison what differs between two copies of one release.
@@ -184,6 +211,7 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 		}
 		if rt.secondary, err = shadow.NewHTTP1(sc); err != nil {
 			rt.sender.Close(closedContext())
+			rt.http2.Close(closedContext())
 			return nil, fmt.Errorf("rule %q: secondary %s: %w", rule.Name, m.secondaryURL, err)
 		}
 	}
@@ -238,13 +266,13 @@ func (m *mirror) keep(r httpmsg.Request) (any, bool) {
 }
 
 // emit is the framers' Emit: it hands the request to the sender of the
-// route that Keep chose.
+// route that Keep chose, by protocol (route.senderFor).
 func (m *mirror) emit(r httpmsg.Request, tag any) {
 	rt, x := routeOf(tag), exchangeOf(tag)
-	if r.Proto() == httpmsg.HTTP2 && isGRPC(r) {
-		// gRPC needs HTTP/2 to the shadow, which this sender does not
-		// speak: counted, not sent as HTTP/1.
-		m.skipped[skipProtocolMismatch].Add(1)
+	sender := rt.senderFor(r)
+	if sender == nil {
+		// gRPC needs HTTP/2 to the shadow, and the rule says it speaks
+		// HTTP/1.1 only: counted, not sent as HTTP/1.
 		if x != nil {
 			x.drop(false)
 		}
@@ -252,7 +280,7 @@ func (m *mirror) emit(r httpmsg.Request, tag any) {
 		return
 	}
 	if x == nil {
-		rt.sender.Send(r, nil)
+		sender.Send(r, nil)
 		return
 	}
 	x.request(r)
@@ -265,7 +293,7 @@ func (m *mirror) emit(r httpmsg.Request, tag any) {
 			x.second(nil) // only HTTP/1 requests can go twice
 		}
 	}
-	if !rt.sender.Send(r, x) {
+	if !sender.Send(r, x) {
 		x.shadow(nil)
 	}
 }
@@ -361,8 +389,8 @@ func (m *mirror) rules() []*ruleStats {
 // totals returns the requests queued and mirrored over all rules.
 func (m *mirror) totals() (queued, mirrored uint64) {
 	for _, r := range m.rules() {
-		queued += r.shadow.Queued.Load()
-		mirrored += r.shadow.Mirrored.Load()
+		queued += r.shadow.Queued.Load() + r.shadow2.Queued.Load()
+		mirrored += r.shadow.Mirrored.Load() + r.shadow2.Mirrored.Load()
 	}
 	return queued, mirrored
 }
@@ -410,7 +438,7 @@ const (
 	skipSampled          skipReason = iota // the rule's percentage left it out
 	skipNoRule                             // no rule matches it
 	skipShadowed                           // it is a mirror itself (Host ends in -shadow)
-	skipProtocolMismatch                   // gRPC, and the shadow is reached over HTTP/1
+	skipProtocolMismatch                   // gRPC, and the rule's shadow speaks HTTP/1.1 only
 	numSkipReasons
 )
 

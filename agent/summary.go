@@ -263,10 +263,15 @@ func (s *stats) summary() *Summary {
 	}
 	var all shadow.Stats
 	for _, r := range s.mirror.rules() {
-		r.shadow.AddTo(&all)
+		// A rule's shadow is reached by two senders, HTTP/1.1 and
+		// HTTP/2: its counts are theirs together.
+		rs := new(shadow.Stats)
+		r.shadow.AddTo(rs)
+		r.shadow2.AddTo(rs)
+		rs.AddTo(&all)
 		sum.Rules = append(sum.Rules, RuleSummary{
-			Name: r.name, Matched: r.matched.Load(), SampledOut: r.sampledOut.Load(), Shadow: r.shadow.Snapshot(),
-			stats: &r.shadow,
+			Name: r.name, Matched: r.matched.Load(), SampledOut: r.sampledOut.Load(), Shadow: rs.Snapshot(),
+			stats: rs,
 		})
 	}
 	sum.Shadow = all.Snapshot()
