@@ -349,6 +349,13 @@ func TestLiveL3Answers(t *testing.T) {
 				if _, err := tun.file.Write(syn.checksummed()); err != nil {
 					t.Fatal(err)
 				}
+				// A bare SYN and SYN-ACK do not ring the reader awake; the
+				// client's RST that follows does.
+				rst := packet{src: mustAddrPort(c.client), dst: mustAddrPort(c.server), seq: 1001, flags: 0x04}
+				time.Sleep(10 * time.Millisecond)
+				if _, err := tun.file.Write(rst.checksummed()); err != nil {
+					t.Fatal(err)
+				}
 				if !waitUntil(5*time.Second, func() bool { return col.len() >= n+2 }) {
 					t.Fatalf("%s: %d records for the SYN and its SYN-ACK, want 2; kernel %+v", c.server, col.len()-n, counters(t, tee))
 				}

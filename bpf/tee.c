@@ -324,7 +324,12 @@ static __always_inline void copy_payload(struct __sk_buff *skb, struct tee_count
 	h->tcp_flags |= flags & (TCP_FIN | TCP_RST);
 	err = emit_chunk(skb, h, off + sent, len - sent);
 out:
-	wake_reader(c);
+	/* A bare SYN opens a connection and carries nothing to mirror: it
+	 * waits in the ring for the segment that follows. Ringing for it would
+	 * wake the reader, which then polls on its timer and finds the request
+	 * a whole poll interval later. */
+	if (len > 0 || !(flags & TCP_SYN))
+		wake_reader(c);
 	if (err != TEE_COUNTER_MAX) {
 		count(c, err, 1);
 		return;
