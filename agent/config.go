@@ -1,8 +1,3 @@
-// Package agent wires the stages of shadowtee together and owns their
-// lifecycle: capture (the BPF ring buffer, or a capture file), reassembly and
-// HTTP framing in flow-sharded workers, then routing by rules, sampling,
-// rewriting and sending to the shadow. It also serves metrics and health,
-// reloads the rules, and writes the summary.
 package agent
 
 import (

@@ -1,6 +1,3 @@
-// Package cli turns shadowtee's command line (and its SHADOWTEE_*
-// environment twins) into agent configurations, runs them and prints the
-// results. It holds no logic of its own beyond that.
 package cli
 
 import (

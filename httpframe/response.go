@@ -60,12 +60,12 @@ type expected struct {
 
 // response parser states.
 const (
-	rsHead    uint8 = iota // a status line and header block
-	rsLength               // Content-Length body
-	rsChunked              // chunked body
-	rsClose                // body delimited by the end of the connection
-	rsLost                 // framing or pairing is lost: nothing more is framed
-	rsSwitched             // a 101: what follows is another protocol's
+	rsHead     uint8 = iota // a status line and header block
+	rsLength                // Content-Length body
+	rsChunked               // chunked body
+	rsClose                 // body delimited by the end of the connection
+	rsLost                  // framing or pairing is lost: nothing more is framed
+	rsSwitched              // a 101: what follows is another protocol's
 	rsDone
 )
 

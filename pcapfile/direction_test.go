@@ -109,7 +109,7 @@ func TestSides(t *testing.T) {
 			{c2s, fin | ack, "", toS},
 			{s2c, fin | ack, "", toC},
 			{s2c, fin | ack, "", toC}, // retransmitted
-			{c2s, ack, "", toS},        // the last ACK: the connection is forgotten
+			{c2s, ack, "", toS},       // the last ACK: the connection is forgotten
 			{c2s, ack, "", und},
 		}, SidesStats{ToServer: 4, ToClient: 2, Undecided: 1}},
 		{"ports reused after close", nil, []step{

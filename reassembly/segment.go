@@ -1,9 +1,3 @@
-// Package reassembly turns TCP segments, as copied off the wire, into the
-// ordered bytes of each direction of each connection.
-//
-// It is pure Go: no sockets, no BPF. The live capture and the pcap reader
-// both yield Segments, so every behaviour here can be tested from literals
-// or from a capture.
 package reassembly
 
 import (
