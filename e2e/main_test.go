@@ -1,7 +1,3 @@
-// Package e2e runs the shadowtee binary the way a user would: attached to
-// the gateway of a client / gateway / shadow topology of network
-// namespaces, with real clients and servers. It needs root; without it the
-// tests skip.
 package e2e
 
 import (
