@@ -71,8 +71,11 @@ type h2conn struct {
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: there may be something to write
 	wdone  chan struct{} // closed when the writer goroutine has ended
-	// reads counts the frames read: a stream that times out with none
-	// read since it started finds the connection hung, not itself slow.
+	// reads counts the frames read on streams (not stream 0): a stream
+	// that times out with none read since it started finds the connection
+	// hung, not itself slow. SETTINGS, PING and the connection's
+	// WINDOW_UPDATE do not count: a server's HTTP/2 layer sends them while
+	// its handlers hang, and SETTINGS ACK comes just after the start.
 	reads atomic.Uint64
 
 	// The reader's.
@@ -92,6 +95,7 @@ type h2conn struct {
 	active     int // streams on the connection
 	maxStreams int // the shadow's SETTINGS_MAX_CONCURRENT_STREAMS
 	nextID     uint32
+	open       bool // in s.conns: its SETTINGS arrived
 	dead       bool // takes no new stream
 	closing    bool // its socket is being closed
 	shut       bool // closed by Close: what it carries fails with FailShutdown
@@ -198,7 +202,7 @@ func (c *h2conn) kick() {
 
 // canTakeLocked reports whether c takes a new stream now.
 func (c *h2conn) canTakeLocked() bool {
-	return !c.dead && c.active < c.maxStreams && len(c.out) < maxBacklog
+	return c.open && !c.dead && c.active < c.maxStreams && len(c.out) < maxBacklog
 }
 
 // run is the connection's reader goroutine: it dials, shakes hands, then
@@ -272,6 +276,7 @@ func (c *h2conn) run() {
 	}
 	s.bo.succeeded()
 	s.conns = append(s.conns, c)
+	c.open = true
 	s.peerStreams = c.maxStreams
 	s.stats.ConnectionsOpen.Add(1)
 	c.gauge.set(s.stats, gaugeIdle)
@@ -293,7 +298,6 @@ func (c *h2conn) handshake() error {
 	if !ok || sf.IsAck() {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	c.reads.Add(1)
 	var w h2work
 	c.s.mu.Lock()
 	err = c.settingsLocked(sf, &w)
@@ -315,7 +319,9 @@ func (c *h2conn) readLoop() {
 			c.fail(err)
 			return
 		}
-		c.reads.Add(1)
+		if f.Header().StreamID != 0 {
+			c.reads.Add(1)
+		}
 		switch f := f.(type) {
 		case *http2.DataFrame:
 			err = c.onData(f)
@@ -1250,7 +1256,11 @@ func (c *h2conn) writeLoop() {
 			c.spare = buf[:0]
 		}
 		if err != nil {
-			c.werr = err
+			if !c.closing {
+				// A write that failed because we closed the socket is
+				// not the write's fault.
+				c.werr = err
+			}
 			c.dead = true
 			if !c.causeSet {
 				c.causeSet, c.cause = true, CloseError
