@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
@@ -102,9 +102,13 @@ func TestMain(m *testing.M) {
 // answers every request head at once, batching the answers to one read
 // into one write; "delay=D" answers each after D, one at a time per
 // connection (the sender does not pipeline).
+//
+// "h2sink" and "h2delay=D" are the same over h2c, served by net/http's own
+// HTTP/2 server (250 streams per connection).
 func benchShadow(mode string) {
 	var delay time.Duration
-	if d, ok := strings.CutPrefix(mode, "delay="); ok {
+	h2 := strings.HasPrefix(mode, "h2")
+	if d, ok := strings.CutPrefix(strings.TrimPrefix(mode, "h2"), "delay="); ok {
 		delay, _ = time.ParseDuration(d)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -117,6 +121,20 @@ func benchShadow(mode string) {
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	}()
+	if h2 {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "ok")
+		})}
+		srv.Serve(ln)
+		return
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -215,22 +233,29 @@ func readUsage() usage {
 // reports the sender's CPU time and context switches per request, the
 // throughput, the connections opened and the peak of requests in flight.
 func benchSender(b *testing.B, mode string, interval time.Duration, cfg SenderConfig) {
+	// One request per captured connection, reused: the sender only reads
+	// it, and releasing a hand-made request does nothing.
+	reqs := make([]httpmsg.Request, 256)
+	for i := range reqs {
+		r := parseRequest(b, benchRequest)
+		r.ClientAddr = clientAddr(i)
+		reqs[i] = r
+	}
+	benchSenderWith(b, mode, interval, cfg, func(cfg SenderConfig) (Sender, error) { return NewHTTP1(cfg) }, reqs)
+}
+
+// benchSenderWith is benchSender for any sender and requests.
+func benchSenderWith(b *testing.B, mode string, interval time.Duration, cfg SenderConfig,
+	newSender func(SenderConfig) (Sender, error), reqs []httpmsg.Request) {
 	cfg.URL = startBenchShadow(b, mode)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if interval == 0 {
 		cfg.Wait = ctx
 	}
-	s, err := NewHTTP1(cfg)
+	s, err := newSender(cfg)
 	if err != nil {
 		b.Fatal(err)
-	}
-	// One request per captured connection, reused: the sender only reads
-	// it, and releasing a hand-made request does nothing.
-	reqs := make([]*httpframe.Request, 256)
-	for i := range reqs {
-		reqs[i] = parseRequest(b, benchRequest)
-		reqs[i].ClientAddr = clientAddr(i)
 	}
 	// Warm up: connections, buffers, pools, at the pace of the run (so that
 	// the pool has the size the run needs).

@@ -12,11 +12,12 @@ import (
 // fields before they write the first one. Scans are pooled: they hold only
 // slices of the request, cleared when put back.
 type fieldScan struct {
-	fields  []httpmsg.Field // regular fields, in order
-	conn    [][]byte        // values of the Connection fields
-	lastXFF int             // index in fields of the last X-Forwarded-For, or -1
-	cookies int             // Cookie fields
-	hasCL   bool            // a Content-Length field is present
+	visit   func(name, value []byte) bool // fs.add, made once per scan so that a visit allocates nothing
+	fields  []httpmsg.Field               // regular fields, in order
+	conn    [][]byte                      // values of the Connection fields
+	lastXFF int                           // index in fields of the last X-Forwarded-For, or -1
+	cookies int                           // Cookie fields
+	hasCL   bool                          // a Content-Length field is present
 }
 
 var scanPool = sync.Pool{New: func() any { return new(fieldScan) }}
@@ -24,27 +25,32 @@ var scanPool = sync.Pool{New: func() any { return new(fieldScan) }}
 func scanFields(r httpmsg.Request) *fieldScan {
 	fs := scanPool.Get().(*fieldScan)
 	fs.lastXFF = -1
-	r.VisitHeaders(func(name, value []byte) bool {
-		switch classify(name) {
-		case fieldConnection:
-			fs.conn = append(fs.conn, value)
-		case fieldXFF:
-			fs.lastXFF = len(fs.fields)
-		case fieldCookie:
-			fs.cookies++
-		case fieldContentLength:
-			fs.hasCL = true
-		}
-		fs.fields = append(fs.fields, httpmsg.Field{Name: name, Value: value})
-		return true
-	})
+	if fs.visit == nil {
+		fs.visit = fs.add
+	}
+	r.VisitHeaders(fs.visit)
 	return fs
+}
+
+func (fs *fieldScan) add(name, value []byte) bool {
+	switch classify(name) {
+	case fieldConnection:
+		fs.conn = append(fs.conn, value)
+	case fieldXFF:
+		fs.lastXFF = len(fs.fields)
+	case fieldCookie:
+		fs.cookies++
+	case fieldContentLength:
+		fs.hasCL = true
+	}
+	fs.fields = append(fs.fields, httpmsg.Field{Name: name, Value: value})
+	return true
 }
 
 func (fs *fieldScan) free() {
 	clear(fs.fields)
 	clear(fs.conn)
-	*fs = fieldScan{fields: fs.fields[:0], conn: fs.conn[:0]}
+	*fs = fieldScan{visit: fs.visit, fields: fs.fields[:0], conn: fs.conn[:0]}
 	scanPool.Put(fs)
 }
 
@@ -266,18 +272,21 @@ func (w *Rewriter) appendFields(dst []httpmsg.Field, buf []byte, r httpmsg.Reque
 
 	scheme := r.Scheme()
 	if len(scheme) == 0 {
-		scheme = []byte(w.scheme)
+		scheme = schemeHTTP
+		if w.scheme == "https" {
+			scheme = schemeHTTPS
+		}
 	}
 	path := r.Path()
 	if len(path) == 0 {
-		path = []byte("/")
+		path = pathRoot
 	}
 	buf = w.appendAuthority(buf, r)
 	dst = append(dst,
-		httpmsg.Field{Name: []byte(":method"), Value: r.Method()},
-		httpmsg.Field{Name: []byte(":scheme"), Value: scheme},
-		httpmsg.Field{Name: []byte(":authority"), Value: take(0)},
-		httpmsg.Field{Name: []byte(":path"), Value: path},
+		httpmsg.Field{Name: nameMethod, Value: r.Method()},
+		httpmsg.Field{Name: nameScheme, Value: scheme},
+		httpmsg.Field{Name: nameAuthority, Value: take(0)},
+		httpmsg.Field{Name: namePath, Value: path},
 	)
 	lower := func(name []byte) []byte {
 		for _, c := range name {
@@ -306,7 +315,7 @@ func (w *Rewriter) appendFields(dst []httpmsg.Field, buf []byte, r httpmsg.Reque
 		case fieldTE:
 			if !teDone && httpsyntax.HasToken(f.Value, "trailers") {
 				teDone = true
-				dst = append(dst, httpmsg.Field{Name: []byte("te"), Value: []byte("trailers")})
+				dst = append(dst, httpmsg.Field{Name: nameTE, Value: valueTrailers})
 			}
 			continue
 		}
@@ -339,7 +348,7 @@ func (w *Rewriter) appendFields(dst []httpmsg.Field, buf []byte, r httpmsg.Reque
 	if xff && fs.lastXFF < 0 {
 		from := len(buf)
 		buf = appendClientAddr(buf, r.Client())
-		dst = append(dst, httpmsg.Field{Name: []byte("x-forwarded-for"), Value: take(from)})
+		dst = append(dst, httpmsg.Field{Name: nameXFF, Value: take(from)})
 	}
 	for j := range w.set {
 		if setDone&(1<<j) == 0 {
@@ -349,6 +358,14 @@ func (w *Rewriter) appendFields(dst []httpmsg.Field, buf []byte, r httpmsg.Reque
 	return dst, buf
 }
 
+// The names and values Fields makes up, made once: a conversion in place
+// would allocate per request. Callers never modify the fields.
+var (
+	nameMethod, nameScheme, nameAuthority, namePath = []byte(":method"), []byte(":scheme"), []byte(":authority"), []byte(":path")
+	nameTE, valueTrailers, nameXFF                  = []byte("te"), []byte("trailers"), []byte("x-forwarded-for")
+	schemeHTTP, schemeHTTPS, pathRoot               = []byte("http"), []byte("https"), []byte("/")
+)
+
 // requestSize is what a request is charged against the byte budget: its
 // bytes as captured for HTTP/1, an estimate of its HTTP/1.1 form for the
 // neutral view (a streaming body is bounded by its stream, not here).
@@ -356,17 +373,30 @@ func requestSize(r httpmsg.Request) int64 {
 	if h1, ok := asHTTP1(r); ok {
 		return int64(len(h1.Raw))
 	}
-	n := int64(len(r.Method()) + len(r.Path()) + 2*len(r.Authority()) + 128)
-	r.VisitHeaders(func(name, value []byte) bool {
-		n += int64(len(name) + len(value) + 4)
-		return true
-	})
-	r.VisitTrailers(func(name, value []byte) bool {
-		n += int64(len(name) + len(value) + 4)
-		return true
-	})
+	z := sizerPool.Get().(*sizer)
+	z.n = int64(len(r.Method()) + len(r.Path()) + 2*len(r.Authority()) + 128)
+	r.VisitHeaders(z.visit)
+	r.VisitTrailers(z.visit)
 	if b := r.BodyLen(); b > 0 {
-		n += b + 32
+		z.n += b + 32
 	}
+	n := z.n
+	sizerPool.Put(z)
 	return n
 }
+
+// sizer adds up field sizes for requestSize. Sizers are pooled with their
+// visitor made once, so that sizing a request allocates nothing.
+type sizer struct {
+	n     int64
+	visit func(name, value []byte) bool
+}
+
+var sizerPool = sync.Pool{New: func() any {
+	z := new(sizer)
+	z.visit = func(name, value []byte) bool {
+		z.n += int64(len(name) + len(value) + 4)
+		return true
+	}
+	return z
+}}

@@ -107,6 +107,9 @@ type h2conn struct {
 	idleUntil  time.Time
 
 	// The write side, guarded by s.mu.
+	cur             *h2stream // the stream startLocked is opening, for the visitors
+	visitBody       func([]byte) bool
+	visitTrailers   func(_, _ []byte) bool
 	enc             *hpack.Encoder
 	hbuf            bytes.Buffer // one header block, encoded
 	fields          []httpmsg.Field
@@ -186,6 +189,14 @@ func newH2Conn(s *HTTP2Sender) *h2conn {
 		window:   initialWindow, peerInit: initialWindow, maxFrame: defaultMaxFrame,
 	}
 	c.ctx, c.cancel = context.WithCancel(s.abortCtx)
+	// Made once: a closure per request would allocate.
+	c.visitBody = func(b []byte) bool {
+		if len(b) > 0 {
+			c.cur.pieces = append(c.cur.pieces, b)
+		}
+		return true
+	}
+	c.visitTrailers = func(_, _ []byte) bool { c.cur.trailers = true; return false }
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(maxHeaderBytes)
@@ -957,13 +968,10 @@ func (c *h2conn) startLocked(rec *record, now time.Time) {
 	r := rec.req
 	st.bs = r.Stream()
 	if st.bs == nil {
-		r.VisitBody(func(b []byte) bool {
-			if len(b) > 0 {
-				st.pieces = append(st.pieces, b)
-			}
-			return true
-		})
-		r.VisitTrailers(func(_, _ []byte) bool { st.trailers = true; return false })
+		c.cur = st
+		r.VisitBody(c.visitBody)
+		r.VisitTrailers(c.visitTrailers)
+		c.cur = nil
 	} else {
 		st.drained = make(chan struct{}, 1)
 	}

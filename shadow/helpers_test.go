@@ -506,6 +506,24 @@ type fakeReq struct {
 	client, server                  netip.AddrPort
 	released                        atomic.Int32
 	wf, wt                          []httpmsg.Field // fields and trailers as bytes
+	cm, cs, ca, cp                  cachedBytes     // method, scheme, authority, path as bytes
+}
+
+// cachedBytes is a string as bytes, made again only when the string
+// changes: a framer's view does not allocate, and neither does the fake's.
+type cachedBytes struct {
+	s string
+	b []byte
+}
+
+func (c *cachedBytes) get(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	if c.b == nil || c.s != s {
+		c.s, c.b = s, []byte(s)
+	}
+	return c.b
 }
 
 var _ httpmsg.Request = (*fakeReq)(nil)
@@ -535,10 +553,10 @@ func bs(s string) []byte {
 
 func (f *fakeReq) Proto() httpmsg.Proto { return httpmsg.HTTP2 }
 func (f *fakeReq) StreamID() uint32     { return 1 }
-func (f *fakeReq) Method() []byte       { return []byte(f.method) }
-func (f *fakeReq) Scheme() []byte       { return bs(f.scheme) }
-func (f *fakeReq) Authority() []byte    { return bs(f.authority) }
-func (f *fakeReq) Path() []byte         { return []byte(f.path) }
+func (f *fakeReq) Method() []byte       { return f.cm.get(f.method) }
+func (f *fakeReq) Scheme() []byte       { return f.cs.get(f.scheme) }
+func (f *fakeReq) Authority() []byte    { return f.ca.get(f.authority) }
+func (f *fakeReq) Path() []byte         { return f.cp.get(f.path) }
 func (f *fakeReq) Header(name string) ([]byte, bool) {
 	for _, kv := range f.fields {
 		if strings.EqualFold(kv[0], name) {
