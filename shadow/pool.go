@@ -3,7 +3,7 @@ package shadow
 // The pieces of a sender that do not depend on the shadow's protocol: where
 // and how to connect, the byte budget and the ledger, the line of requests
 // waiting for a connection, the per-client-connection order, the dial
-// backoff. The HTTP/1 sender is built on them; an HTTP/2 one is to be.
+// backoff, admission. Both senders (HTTP/1 and HTTP/2) are built on them.
 
 import (
 	"context"

@@ -11,9 +11,8 @@ import (
 )
 
 // Sender replays requests to one shadow, fire and forget. There is one per
-// rule; each shadow protocol has its own (NewHTTP1 now, HTTP/2 beside it
-// later), built on the same pool pieces: dialling and TLS, limits, the
-// ledger and Stats.
+// rule and shadow protocol (NewHTTP1, NewHTTP2), built on the same pool
+// pieces: dialling and TLS, limits, the ledger and Stats.
 type Sender interface {
 	// Send takes r for the shadow and reports whether it was queued. It
 	// never blocks the capture: past a limit r is dropped and counted
@@ -89,7 +88,8 @@ type SenderConfig struct {
 	Rewriter *Rewriter
 	// TLSConfig is used for https:// shadows (for example for RootCAs or
 	// InsecureSkipVerify). ServerName defaults to the URL's host,
-	// NextProtos is always ["http/1.1"] for NewHTTP1, and a
+	// NextProtos is always ["http/1.1"] for NewHTTP1 (["h2"] for
+	// NewHTTP2, which fails a shadow that negotiates nothing else), and a
 	// ClientSessionCache is added when there is none, so that new
 	// connections resume a session. It is ignored for http://.
 	TLSConfig *tls.Config
