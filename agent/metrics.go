@@ -171,6 +171,14 @@ var families = []family{
 				}
 			}
 		}},
+	{"shadow_grpc_status_total", prometheus.CounterValue, "Answers of the shadow that carried a grpc-status, by rule and gRPC status code (0 to 16, other).", []string{"rule", "code"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				for code, n := range r.Shadow.GRPCStatus {
+					emit(float64(n), r.Name, code)
+				}
+			}
+		}},
 	{"shadow_requests", prometheus.GaugeValue, "Requests of each rule now waiting for a connection (pending) or on one (in_flight), and the most in flight since the start (peak).", []string{"rule", "state"},
 		func(s *Summary, emit func(float64, ...string)) {
 			for _, r := range s.Rules {

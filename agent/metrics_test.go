@@ -72,7 +72,14 @@ func TestMetricsEndpoints(t *testing.T) {
 // Every family of the list is exported, with the values of the summary it
 // is made from, and README names every one of them.
 func TestMetricsEveryFamily(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(201) }))
+	// The shadow speaks h2c, so that the answer's grpc-status is counted.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Grpc-Status", "0")
+		w.WriteHeader(201)
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
 	defer srv.Close()
 	m := newMirror(slog.Default(), time.Second)
 	if _, err := setupCompare(m, &CompareConfig{}, false, nil, true); err != nil {
@@ -82,7 +89,7 @@ func TestMetricsEveryFamily(t *testing.T) {
 	m.cmp.engine.Add(&compare.Exchange{Rule: "web", Method: "GET", Path: "/x", Primary: &httpmsg.Answer{Status: 200}, Shadow: &httpmsg.Answer{Status: 500}})
 	m.cmp.overflow.Add(2)
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(rules, []byte("rules:\n  - {name: web, match: {ports: [80]}, shadow: {url: '"+srv.URL+"'}}\n"), 0o644); err != nil {
+	if err := os.WriteFile(rules, []byte("rules:\n  - {name: web, match: {ports: [80]}, shadow: {url: '"+srv.URL+"', protocol: http2}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	reloads := config.NewReloader(rules, m.apply, slog.Default())
@@ -94,7 +101,7 @@ func TestMetricsEveryFamily(t *testing.T) {
 	p := httpframe.NewParser(m.framingConfig(Limits{}), netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
 	p.Data([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), time.Now())
 	p.End()
-	for deadline := time.Now().Add(5 * time.Second); m.byName["web"].shadow.Mirrored.Load() == 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); m.byName["web"].shadow2.Mirrored.Load() == 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
 	st := &stats{start: time.Now(), mirror: m, reloads: reloads,
@@ -181,6 +188,7 @@ func TestMetricsEveryFamily(t *testing.T) {
 		{"requests_dropped_total", []string{"rule", "web", "reason", "overflow"}, 0},
 		{"shadow_latency_seconds", []string{"rule", "web"}, 1},
 		{"shadow_responses_total", []string{"rule", "web", "code", "201"}, 1},
+		{"shadow_grpc_status_total", []string{"rule", "web", "code", "0"}, 1},
 		{"shadow_connections_opened_total", []string{"rule", "web"}, 1},
 		{"config_reloads_total", []string{"result", "failed"}, 0},
 		{"compare_total", []string{"rule", "web", "endpoint", "GET /x", "verdict", "different"}, 1},

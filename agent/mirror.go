@@ -273,6 +273,7 @@ func (m *mirror) emit(r httpmsg.Request, tag any) {
 	if sender == nil {
 		// gRPC needs HTTP/2 to the shadow, and the rule says it speaks
 		// HTTP/1.1 only: counted, not sent as HTTP/1.
+		m.skipped[skipProtocolMismatch].Add(1)
 		if x != nil {
 			x.drop(false)
 		}

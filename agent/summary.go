@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -367,6 +368,17 @@ func (s *Summary) WriteText(w io.Writer) {
 		parts = []string{"none"}
 	}
 	fmt.Fprintf(tw, "  shadow status codes\t%s\n", strings.Join(parts, ", "))
+	if len(s.Shadow.GRPCStatus) > 0 {
+		parts = parts[:0]
+		// Shorter first puts the codes in numeric order and "other" last.
+		codes := slices.SortedFunc(maps.Keys(s.Shadow.GRPCStatus), func(a, b string) int {
+			return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
+		})
+		for _, c := range codes {
+			parts = append(parts, fmt.Sprintf("%s: %d", c, s.Shadow.GRPCStatus[c]))
+		}
+		fmt.Fprintf(tw, "  shadow grpc-status\t%s\n", strings.Join(parts, ", "))
+	}
 	if s.Shadow.Responses > 0 {
 		fmt.Fprintf(tw, "  shadow latency\tp50 %v\tp99 %v\tconnections opened %d\n",
 			s.Shadow.LatencyP50, s.Shadow.LatencyP99, s.Shadow.ConnectionsOpened)
