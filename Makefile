@@ -33,6 +33,7 @@ check-generate: generate ## fail if the committed BPF objects differ from what t
 test: ## vet, run every test (root tiers need root), then fuzz each target for $(FUZZTIME)
 	$(GO) vet ./...
 	$(GO) vet -tags nodemo ./cli/
+	cd testdata/h2peer && $(GO) vet .
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 

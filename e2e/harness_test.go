@@ -61,6 +61,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, func(h http.Handler) http.Handler { return h })
+}
+
+// newEnvWith is newEnv with both servers' handlers wrapped by wrap: h2c,
+// for one.
+func newEnvWith(t *testing.T, wrap func(http.Handler) http.Handler) *env {
+	t.Helper()
 	requireRoot(t)
 	topo, err := sandbox.NewTopology("stee-e2e")
 	if err != nil {
@@ -72,8 +79,8 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	e := &env{t: t, topo: topo, primary: recorder.New(httpbin.New()), shadow: recorder.New(nil)}
-	e.primaryServer = e.serve(topo.Gateway, "[::]:8080", e.primary)
-	e.shadowServer = e.serve(topo.Shadow, sandbox.ShadowIPv4+":8000", e.shadow)
+	e.primaryServer = e.serve(topo.Gateway, "[::]:8080", wrap(e.primary))
+	e.shadowServer = e.serve(topo.Shadow, sandbox.ShadowIPv4+":8000", wrap(e.shadow))
 	return e
 }
 

@@ -9,8 +9,9 @@ import (
 )
 
 // binary is the shadowtee built for these tests; imageBinary is built as
-// the container image builds it.
-var binary, imageBinary string
+// the container image builds it; h2peer is testdata/h2peer, the gRPC
+// client and servers (a module of its own: the main one needs no gRPC).
+var binary, imageBinary, h2peer string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -38,6 +39,14 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "e2e: build shadowtee:", err)
 			return 1
 		}
+	}
+	h2peer = filepath.Join(dir, "h2peer")
+	build := exec.Command("go", "build", "-o", h2peer, ".")
+	build.Dir = "../testdata/h2peer"
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build testdata/h2peer:", err)
+		return 1
 	}
 	return m.Run()
 }

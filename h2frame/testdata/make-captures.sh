@@ -5,7 +5,7 @@
 #
 #     sudo h2frame/testdata/make-captures.sh
 #
-# The servers are the program in capture/ (its own module: it pulls gRPC,
+# The servers are the program in testdata/h2peer (its own module: it pulls gRPC,
 # which the main module does not need): an x/net h2c server, and a gRPC
 # server with a raw-bytes codec. Each capture is one bounded client run
 # against one server on 127.0.0.1, recorded with tcpdump -U; the script
@@ -42,7 +42,7 @@ for tool in go tcpdump curl nghttp h2load timeout; do
 	command -v "$tool" >/dev/null || { echo "make-captures.sh: $tool not found" >&2; exit 1; }
 done
 
-(cd "$dir/capture" && go build -o "$work/peer" .)
+(cd "$dir/../../testdata/h2peer" && go build -o "$work/peer" .)
 printf 'posted by nghttp\n' >"$work/nghttp-body"
 
 # Without --immediate-mode, this kernel's packet ring hands tcpdump nothing

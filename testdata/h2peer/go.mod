@@ -1,4 +1,4 @@
-module github.com/shadowtee/shadowtee/h2frame/testdata/capture
+module github.com/shadowtee/shadowtee/testdata/h2peer
 
 go 1.26.0
 
