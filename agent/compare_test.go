@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 	"time"
@@ -8,6 +11,7 @@ import (
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/internal/recorder"
 )
 
 func testComparer(t *testing.T, cfg CompareConfig) (*comparer, *route) {
@@ -95,5 +99,46 @@ func TestExchangeBound(t *testing.T) {
 	}
 	if c.start(rt) != nil || c.overflow.Load() != 1 {
 		t.Errorf("the second exchange started past the bound; overflow %d", c.overflow.Load())
+	}
+}
+
+// A rule compared with a secondary has three senders; closing the mirror
+// closes them all and returns, with the secondary's requests counted.
+func TestSecondaryClose(t *testing.T) {
+	shadowRec, secondRec := recorder.New(nil), recorder.New(nil)
+	shadowSrv, secondSrv := httptest.NewServer(shadowRec), httptest.NewServer(secondRec)
+	defer shadowSrv.Close()
+	defer secondSrv.Close()
+	m := newMirror(slog.Default(), 2*time.Second)
+	if _, err := setupCompare(m, &CompareConfig{Secondary: secondSrv.URL}, true, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	defer m.closeCompare()
+	if err := m.apply(&config.File{Rules: []config.Rule{rule("a", shadowSrv.URL, 80)}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.table.Load().routes[0].senders()); n != 3 {
+		t.Fatalf("a compared rule with a secondary has %d senders, want 3", n)
+	}
+	frame(m, "198.18.0.2:80", "GET /1 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+	if !secondRec.Wait(context.Background(), 1, 5*time.Second) || !shadowRec.Wait(context.Background(), 1, 5*time.Second) {
+		t.Fatalf("the shadow received %d and the secondary %d of 1", shadowRec.Len(), secondRec.Len())
+	}
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- m.close(ctx)
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("closing the mirror never returned")
+	}
+	if got := m.byName["a"].secondary.Mirrored.Load(); got != 1 {
+		t.Errorf("the secondary's stats count %d mirrored, want 1", got)
 	}
 }

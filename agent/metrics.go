@@ -73,7 +73,7 @@ var families = []family{
 				emit(float64(p.CopiedBytes))
 			}
 		}},
-	{"ring_reader_total", prometheus.CounterValue, "How the ring buffer was read: records, looks while busy, sleeps until the kernel rang, and its wake-ups.", []string{"event"},
+	{"ring_reader_total", prometheus.CounterValue, "How the ring buffer was read: records, looks while busy, sleeps until the kernel rang, its wake-ups; and the kernel's rings of the doorbell (rung) and rings retried for want of room (ring_retried).", []string{"event"},
 		func(s *Summary, emit func(float64, ...string)) {
 			if p := s.Packets; p != nil {
 				r := p.Reader
@@ -81,6 +81,8 @@ var families = []family{
 				emit(float64(r.Polls), "polls")
 				emit(float64(r.Sleeps), "sleeps")
 				emit(float64(r.Wakeups), "wakeups")
+				emit(float64(r.Rung), "rung")
+				emit(float64(r.RingRetried), "ring_retried")
 			}
 		}},
 	{"segments_total", prometheus.CounterValue, "Segments read from the capture, by where they were reassembled: on the capture goroutine itself, or in a batch for a shard.", []string{"path"},
@@ -231,6 +233,17 @@ var families = []family{
 				emit(float64(c.Dropped), "dropped")
 			}
 		}},
+	{"compare_secondary_requests_total", prometheus.CounterValue, "Requests of each rule sent to its --compare-secondary, by result (queued, mirrored, dropped, failed).", []string{"rule", "result"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				if sn := r.Secondary; sn != nil {
+					emit(float64(sn.Queued), r.Name, "queued")
+					emit(float64(sn.Mirrored), r.Name, "mirrored")
+					emit(float64(sumCounts(sn.Dropped)), r.Name, "dropped")
+					emit(float64(sumCounts(sn.Failed)), r.Name, "failed")
+				}
+			}
+		}},
 	{"config_reloads_total", prometheus.CounterValue, "Reloads of the rules file, by result; a failed one keeps the rules in force.", []string{"result"},
 		func(s *Summary, emit func(float64, ...string)) {
 			if rl := s.Reloads; rl != nil {
@@ -369,4 +382,11 @@ func (m *metricsServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = m.srv.Shutdown(ctx)
+}
+
+func sumCounts(m map[string]uint64) (n uint64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -81,8 +81,10 @@ func TestMetricsEveryFamily(t *testing.T) {
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Start()
 	defer srv.Close()
+	secondary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer secondary.Close()
 	m := newMirror(slog.Default(), time.Second)
-	if _, err := setupCompare(m, &CompareConfig{}, false, nil, true); err != nil {
+	if _, err := setupCompare(m, &CompareConfig{Secondary: secondary.URL}, true, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	defer m.closeCompare()
@@ -101,14 +103,17 @@ func TestMetricsEveryFamily(t *testing.T) {
 	p := httpframe.NewParser(m.framingConfig(Limits{}), netip.MustParseAddrPort("198.18.0.1:1"), netip.MustParseAddrPort("198.18.0.2:80"), false)
 	p.Data([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), time.Now())
 	p.End()
-	for deadline := time.Now().Add(5 * time.Second); m.byName["web"].shadow2.Mirrored.Load() == 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	rs := m.byName["web"]
+	for deadline := time.Now().Add(5 * time.Second); rs.shadow2.Mirrored.Load() == 0 || rs.secondary.Mirrored.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the request was not mirrored: shadow %d, secondary %d", rs.shadow2.Mirrored.Load(), rs.secondary.Mirrored.Load())
+		}
 	}
 	st := &stats{start: time.Now(), mirror: m, reloads: reloads,
 		interfaces: func() []capture.Interface { return []capture.Interface{{Name: "g0", Mode: "tc"}} },
 		live: func() (capture.Stats, error) {
 			return capture.Stats{
-				Kernel: bpf.Counters{Seen: 10, Matched: 9, Copied: 8, CopiedBytes: 700, DropRingFull: 1, Truncated: 2, Fragments: 3, OtherDest: 4},
+				Kernel: bpf.Counters{Seen: 10, Matched: 9, Copied: 8, CopiedBytes: 700, DropRingFull: 1, Truncated: 2, Fragments: 3, OtherDest: 4, Wakeups: 2, WakeupsLost: 1},
 				Reader: bpf.ReaderStats{Records: 8, Malformed: 1, Polls: 5, Sleeps: 2, Wakeups: 2},
 				Ifaces: capture.IfaceCounts{Attached: 1, Detached: 1},
 			}, nil
@@ -120,7 +125,6 @@ func TestMetricsEveryFamily(t *testing.T) {
 	st.reassembly.Gaps.Store(1)
 	m.framing.Requests.Store(5)
 	m.skipped[skipSampled].Store(2)
-	rs := m.byName["web"]
 	rs.matched.Store(5)
 
 	reg := prometheus.NewRegistry()
@@ -177,6 +181,8 @@ func TestMetricsEveryFamily(t *testing.T) {
 		{"ip_fragments_total", nil, 3},
 		{"copied_bytes_total", nil, 700},
 		{"ring_reader_total", []string{"event", "sleeps"}, 2},
+		{"ring_reader_total", []string{"event", "rung"}, 2},
+		{"ring_reader_total", []string{"event", "ring_retried"}, 1},
 		{"segments_total", []string{"path", "inline"}, 6},
 		{"segments_total", []string{"path", "batched"}, 2},
 		{"shard_wakeups_total", nil, 7},
@@ -193,6 +199,7 @@ func TestMetricsEveryFamily(t *testing.T) {
 		{"config_reloads_total", []string{"result", "failed"}, 0},
 		{"compare_total", []string{"rule", "web", "endpoint", "GET /x", "verdict", "different"}, 1},
 		{"compare_skipped_total", []string{"reason", "overflow"}, 2},
+		{"compare_secondary_requests_total", []string{"rule", "web", "result", "mirrored"}, 1},
 		{"attached", []string{"iface", "g0", "mode", "tc"}, 1},
 		{"interface_events_total", []string{"event", "detached"}, 1},
 	} {

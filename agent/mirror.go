@@ -406,23 +406,19 @@ func (m *mirror) close(ctx context.Context) error {
 	var errs []error
 	if t != nil {
 		var wg sync.WaitGroup
-		errCh := make(chan error, 2*len(t.routes))
+		var mu sync.Mutex
 		for _, r := range t.routes {
 			for _, s := range r.senders() {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errCh <- s.Close(ctx)
-				}()
+				wg.Go(func() {
+					if err := s.Close(ctx); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+				})
 			}
 		}
 		wg.Wait()
-		close(errCh)
-		for err := range errCh {
-			if err != nil {
-				errs = append(errs, err)
-			}
-		}
 	}
 	m.retired.Wait()
 	if len(errs) > 0 {

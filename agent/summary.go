@@ -56,6 +56,11 @@ type CompareSummary struct {
 	// Answers counts the primary's HTTP/1 answers framed and paired.
 	AnswersPaired   uint64 `json:"answers_paired"`
 	AnswersUnpaired uint64 `json:"answers_unpaired"`
+	// AnswersOverrun counts connections with more requests waiting for
+	// their answers than are kept (httpframe.DefaultMaxOutstanding): the
+	// answers are not seen on the attached interfaces, and the connection's
+	// requests count as unpaired.
+	AnswersOverrun uint64 `json:"answers_overrun"`
 
 	verdicts []verdictCount // for the metric, by endpoint
 }
@@ -79,6 +84,9 @@ type RuleSummary struct {
 	Matched    uint64          `json:"matched"`
 	SampledOut uint64          `json:"sampled_out"`
 	Shadow     shadow.Snapshot `json:"shadow"`
+	// Secondary is what the rule's --compare-secondary sender did, when it
+	// has one.
+	Secondary *shadow.Snapshot `json:"secondary,omitempty"`
 
 	stats *shadow.Stats // for what the snapshot cannot carry: the latency buckets
 }
@@ -105,6 +113,11 @@ type ReaderSummary struct {
 	Polls   uint64 `json:"polls"`
 	Sleeps  uint64 `json:"sleeps"`
 	Wakeups uint64 `json:"wakeups"`
+	// Rung counts the kernel's rings of the doorbell (a record that found
+	// the reader asleep), RingRetried those retried because the doorbell
+	// had no room.
+	Rung        uint64 `json:"rung"`
+	RingRetried uint64 `json:"ring_retried"`
 }
 
 // FileSummary is what a capture file held, over every pass of a replay.
@@ -270,10 +283,15 @@ func (s *stats) summary() *Summary {
 		r.shadow.AddTo(rs)
 		r.shadow2.AddTo(rs)
 		rs.AddTo(&all)
-		sum.Rules = append(sum.Rules, RuleSummary{
+		rule := RuleSummary{
 			Name: r.name, Matched: r.matched.Load(), SampledOut: r.sampledOut.Load(), Shadow: rs.Snapshot(),
 			stats: rs,
-		})
+		}
+		if r.secondary.Queued.Load() > 0 {
+			sn := r.secondary.Snapshot()
+			rule.Secondary = &sn
+		}
+		sum.Rules = append(sum.Rules, rule)
 	}
 	sum.Shadow = all.Snapshot()
 	sum.Requests = RequestSummary{
@@ -298,6 +316,7 @@ func (s *stats) summary() *Summary {
 			Abandoned:       c.abandoned.Load(),
 			AnswersPaired:   s.mirror.answers.Paired.Load(),
 			AnswersUnpaired: s.mirror.answers.Unpaired.Load(),
+			AnswersOverrun:  s.mirror.answers.Overrun.Load(),
 		}
 		c.engine.VisitVerdicts(func(rule, endpoint, verdict string, n uint64) {
 			cs.verdicts = append(cs.verdicts, verdictCount{rule, endpoint, verdict, n})
@@ -315,11 +334,13 @@ func packetSummary(cs capture.Stats) *PacketSummary {
 		Dropped: nonZero(map[string]uint64{
 			"ring_full": k.DropRingFull, "load_error": k.DropLoad, "truncated": k.Truncated, "malformed": r.Malformed,
 		}),
-		Reader: ReaderSummary{Records: r.Records, Polls: r.Polls, Sleeps: r.Sleeps, Wakeups: r.Wakeups},
+		Reader: ReaderSummary{Records: r.Records, Polls: r.Polls, Sleeps: r.Sleeps, Wakeups: r.Wakeups,
+			Rung: k.Wakeups, RingRetried: k.WakeupsLost},
 		Ifaces: cs.Ifaces,
 	}
 }
 
+// nonZero returns m without its zero counts.
 func nonZero(m map[string]uint64) map[string]uint64 {
 	maps.DeleteFunc(m, func(_ string, v uint64) bool { return v == 0 })
 	return m
@@ -380,8 +401,19 @@ func (s *Summary) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "  shadow grpc-status\t%s\n", strings.Join(parts, ", "))
 	}
 	if s.Shadow.Responses > 0 {
-		fmt.Fprintf(tw, "  shadow latency\tp50 %v\tp99 %v\tconnections opened %d\n",
-			s.Shadow.LatencyP50, s.Shadow.LatencyP99, s.Shadow.ConnectionsOpened)
+		fmt.Fprintf(tw, "  shadow latency\tp50 %v\tp99 %v\tconnections opened %d\tpeak in flight %d\n",
+			s.Shadow.LatencyP50, s.Shadow.LatencyP99, s.Shadow.ConnectionsOpened, s.Shadow.PeakInFlight)
+	}
+	if c := s.Compare; c != nil {
+		fmt.Fprintf(tw, "  compared\t%d of %d\tsame %d\tdifferent %d\tnoise only %d\tunpaired %d\tnot compared %s\n",
+			c.Compared, c.Exchanges, c.Same, c.Different, c.NoiseOnly, c.Unpaired,
+			reasons(nonZero(map[string]uint64{"overflow": c.Overflow, "abandoned": c.Abandoned, "dropped": c.Dropped})))
+	}
+	for _, r := range s.Rules {
+		if sn := r.Secondary; sn != nil {
+			fmt.Fprintf(tw, "  secondary of %s\tmirrored %d\tdropped %s\tfailed %s\n",
+				r.Name, sn.Mirrored, reasons(sn.Dropped), reasons(sn.Failed))
+		}
 	}
 	if len(s.Rules) > 1 {
 		for _, r := range s.Rules {
