@@ -23,7 +23,17 @@ type ResponseConfig struct {
 	Answer func(tag any, a *httpmsg.Answer)
 	// Stats receives the counters; it may be shared. Nil counts nowhere.
 	Stats *ResponseStats
+	// MaxOutstanding caps the requests of one connection that wait for
+	// their answers. Past it the answers are taken for lost (a route on
+	// which they are not seen): the requests waiting, and those that
+	// follow, get nil, and the parser holds nothing more. Default
+	// DefaultMaxOutstanding.
+	MaxOutstanding int
 }
+
+// DefaultMaxOutstanding is ResponseConfig.MaxOutstanding's default: far
+// more requests than a client pipelines.
+const DefaultMaxOutstanding = 64
 
 // ResponseStats counts what the ResponseParsers did.
 type ResponseStats struct {
@@ -33,6 +43,14 @@ type ResponseStats struct {
 	Unpaired  atomic.Uint64 // requests kept whose answer could not be framed
 	Orphans   atomic.Uint64 // responses with no request registered for them
 	Malformed atomic.Uint64 // heads or bodies that broke the framing
+	Overrun   atomic.Uint64 // connections with more requests waiting than MaxOutstanding
+}
+
+func (c *ResponseConfig) maxOutstanding() int {
+	if c.MaxOutstanding > 0 {
+		return c.MaxOutstanding
+	}
+	return DefaultMaxOutstanding
 }
 
 func (c *ResponseConfig) maxHeader() int {
@@ -120,6 +138,10 @@ func (p *ResponseParser) Expect(method []byte, tag any) {
 		return
 	}
 	p.queue = append(p.queue, expected{tag: tag, head: string(method) == "HEAD", connect: string(method) == "CONNECT"})
+	if len(p.queue) > p.cfg.maxOutstanding() {
+		p.stats.Overrun.Add(1)
+		p.lose(false)
+	}
 }
 
 // Data frames the next bytes of the stream.

@@ -186,3 +186,23 @@ func TestResponseFeedSwitch(t *testing.T) {
 		t.Errorf("answers %q: the upgraded request's answer is the new protocol's", log.got)
 	}
 }
+
+// A connection whose answers are never seen holds at most MaxOutstanding
+// requests: past it, they are all given up on, and so is what follows.
+func TestResponseOutstandingBound(t *testing.T) {
+	var log answerLog
+	var st ResponseStats
+	p := NewResponseParser(&ResponseConfig{Answer: log.answer, Stats: &st, MaxOutstanding: 3}, false)
+	for i := range 3 {
+		p.Expect([]byte("GET"), i)
+	}
+	if len(log.got) != 0 {
+		t.Fatalf("given up on %q within the bound", log.got)
+	}
+	p.Expect([]byte("GET"), 3)
+	p.Expect([]byte("GET"), 4)
+	want := []string{"0: none", "1: none", "2: none", "3: none", "4: none"}
+	if strings.Join(log.got, "|") != strings.Join(want, "|") || len(p.queue) != 0 || st.Overrun.Load() != 1 {
+		t.Errorf("past the bound: %q, %d held, overrun %d; want %q, none held, 1", log.got, len(p.queue), st.Overrun.Load(), want)
+	}
+}
