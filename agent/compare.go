@@ -9,7 +9,6 @@ import (
 
 	"github.com/shadowtee/shadowtee/compare"
 	"github.com/shadowtee/shadowtee/config"
-	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
@@ -154,8 +153,8 @@ func (x *exchange) request(r httpmsg.Request) {
 	defer x.mu.Unlock()
 	e := &x.ex
 	e.Proto, e.Method, e.Authority, e.Path = r.Proto(), string(r.Method()), string(r.Authority()), string(r.Path())
-	if h1, ok := r.(*httpframe.Request); ok && string(h1.Scheme()) != "" {
-		e.Path = string(h1.Path())
+	if x.rt.rewriter != nil {
+		e.ShadowAuthority = x.rt.rewriter.Authority(r)
 	}
 	r.VisitHeaders(func(name, value []byte) bool {
 		e.Header = append(e.Header, httpmsg.Field{Name: clone(name), Value: clone(value)})

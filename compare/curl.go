@@ -5,17 +5,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/shadowtee/shadowtee/httpmsg"
 	"github.com/shadowtee/shadowtee/httpsyntax"
 )
-
-// shadowHost appends "-shadow" to the host of an authority, before its
-// port: foo:8080 -> foo-shadow:8080, [::1]:8080 -> [::1]-shadow:8080.
-func shadowHost(auth string) string {
-	if i := httpsyntax.PortStart(auth); i >= 0 {
-		return auth[:i] + "-shadow" + auth[i:]
-	}
-	return auth + "-shadow"
-}
 
 // shellQuote quotes s for a POSIX shell: in single quotes when it holds
 // only printable text, else in bash's $'...' with escapes.
@@ -81,7 +73,7 @@ func shellQuote(s string) string {
 
 // curlLine returns a curl command that replays the request of ex against
 // the shadow: its method, target and headers (less the redacted ones and
-// those of the connection), Host with the -shadow suffix, and body (already
+// those of the connection), the Host the shadow was sent, and body (already
 // redacted) when it is small enough to show.
 func curlLine(shadowURL string, ex *Exchange, red *redactor, body string, bodyOK bool) string {
 	base := strings.TrimSuffix(shadowURL, "/")
@@ -90,6 +82,14 @@ func curlLine(shadowURL string, ex *Exchange, red *redactor, body string, bodyOK
 	}
 	var b strings.Builder
 	b.WriteString("curl -sS -i --globoff --path-as-is")
+	if ex.Proto == httpmsg.HTTP2 {
+		// As the shadow was sent it: h2c with prior knowledge, or h2 by ALPN.
+		if strings.HasPrefix(base, "https:") {
+			b.WriteString(" --http2")
+		} else {
+			b.WriteString(" --http2-prior-knowledge")
+		}
+	}
 	switch {
 	case ex.Method == "HEAD":
 		b.WriteString(" --head")
@@ -104,9 +104,9 @@ func curlLine(shadowURL string, ex *Exchange, red *redactor, body string, bodyOK
 	}
 	b.WriteByte(' ')
 	b.WriteString(shellQuote(base + target))
-	if ex.Authority != "" {
+	if ex.ShadowAuthority != "" {
 		b.WriteString(" -H ")
-		b.WriteString(shellQuote("Host: " + shadowHost(ex.Authority)))
+		b.WriteString(shellQuote("Host: " + ex.ShadowAuthority))
 	}
 	// The fields that Connection names belong to the connection too.
 	var connNames []string

@@ -7,17 +7,6 @@ import (
 	"github.com/shadowtee/shadowtee/httpmsg"
 )
 
-func TestShadowHost(t *testing.T) {
-	for in, want := range map[string]string{
-		"foo.bar.com": "foo.bar.com-shadow", "foo.bar.com:8080": "foo.bar.com-shadow:8080",
-		"[::1]:8080": "[::1]-shadow:8080", "[::1]": "[::1]-shadow",
-	} {
-		if got := shadowHost(in); got != want {
-			t.Errorf("%s: %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestShellQuote(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain":        "plain",
@@ -39,7 +28,7 @@ func TestShellQuote(t *testing.T) {
 func TestCurlLine(t *testing.T) {
 	red := &redactor{headers: newNameSet(defaultRedactHeaders)}
 	ex := &Exchange{
-		Method: "PUT", Authority: "[::1]:8080", Path: "/a/{b}?q=[1]&x='y'",
+		Method: "PUT", Authority: "[::1]:8080", ShadowAuthority: "[::1]-shadow:8080", Path: "/a/{b}?q=[1]&x='y'",
 		Header: []httpmsg.Field{
 			fieldPair("Host", "[::1]:8080"), fieldPair("Connection", "keep-alive, X-Hop"), fieldPair("X-Hop", "1"),
 			fieldPair("Keep-Alive", "timeout=5"), fieldPair("Content-Length", "3"), fieldPair("Transfer-Encoding", "chunked"),
@@ -61,5 +50,11 @@ func TestCurlLine(t *testing.T) {
 	ex.Method = "GET"
 	if got := curlLine("http://s", ex, red, "", false); strings.Contains(got, " -X ") || !strings.HasSuffix(got, "# request body not included") {
 		t.Errorf("GET without body: %s", got)
+	}
+	ex.Proto = httpmsg.HTTP2
+	for base, want := range map[string]string{"http://s": " --http2-prior-knowledge ", "https://s": " --http2 "} {
+		if got := curlLine(base, ex, red, "", true); !strings.Contains(got, want) {
+			t.Errorf("HTTP/2 to %s: %s lacks %q", base, got, want)
+		}
 	}
 }

@@ -19,11 +19,14 @@ type Exchange struct {
 	Proto     httpmsg.Proto
 	Method    string
 	Authority string // as the client sent it (not suffixed)
-	Path      string // path and query as sent
-	Header    []httpmsg.Field
-	Body      []byte // the request body, capped by the caller, for the curl line
-	BodyLen   int64
-	BodyHash  uint64 // hash of the whole request body: method+target+BodyHash make "equal requests"
+	// ShadowAuthority is the Host or :authority the shadow was sent (the
+	// rule's rewrite of Authority), for the curl line.
+	ShadowAuthority string
+	Path            string // path and query as sent
+	Header          []httpmsg.Field
+	Body            []byte // the request body, capped by the caller, for the curl line
+	BodyLen         int64
+	BodyHash        uint64 // hash of the whole request body: method+target+BodyHash make "equal requests"
 
 	Primary   *httpmsg.Answer // nil: the primary's answer was not seen (unpaired)
 	Shadow    *httpmsg.Answer // nil: the shadow failed (unpaired)

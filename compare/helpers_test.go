@@ -28,7 +28,7 @@ var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 func exchange(n int, method, path string, p, s *httpmsg.Answer) *Exchange {
 	return &Exchange{
 		Rule: "api", ShadowURL: "http://10.0.0.7:8000", Proto: httpmsg.HTTP11,
-		Method: method, Authority: "api.example:8080", Path: path,
+		Method: method, Authority: "api.example:8080", ShadowAuthority: "api.example-shadow:8080", Path: path,
 		Header: []httpmsg.Field{
 			{Name: []byte("Host"), Value: []byte("api.example:8080")},
 			{Name: []byte("Accept"), Value: []byte("application/json")},

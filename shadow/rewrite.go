@@ -543,3 +543,10 @@ func classify(name []byte) fieldKind {
 	}
 	return fieldOther
 }
+
+// Authority returns the Host (HTTP/1) or :authority (HTTP/2) that the
+// shadow is sent for r, as the rule wants it; "" when r names none and its
+// server is not known.
+func (w *Rewriter) Authority(r httpmsg.Request) string {
+	return string(w.appendAuthority(nil, r))
+}
