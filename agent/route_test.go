@@ -12,6 +12,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/config"
 	"github.com/shadowtee/shadowtee/internal/recorder"
+	"github.com/shadowtee/shadowtee/shadow"
 )
 
 // replayTo replays the capture at path at full speed to a shadow at url,
@@ -98,4 +99,23 @@ func TestShadowProtocol(t *testing.T) {
 			t.Errorf("the shadow got %v (%d mirrored), want only HTTP/2.0", got, sum.Requests.Mirrored)
 		}
 	})
+}
+
+// The command line and the rules file take their defaults from config; a
+// zero field reaches the sender, which must fill in the same.
+func TestDefaultsAgree(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		config, sender int64
+	}{
+		{"timeout", int64(config.DefaultTimeout), int64(shadow.DefaultTimeout)},
+		{"idle timeout", int64(config.DefaultIdleTimeout), int64(shadow.DefaultIdleTimeout)},
+		{"max connections", config.DefaultMaxConnections, shadow.DefaultMaxConnections},
+		{"max pending", config.DefaultMaxPending, shadow.DefaultMaxPending},
+		{"max requests", config.DefaultMaxRequests, shadow.DefaultMaxRequests},
+	} {
+		if c.config != c.sender {
+			t.Errorf("%s: config's default %d, the sender's %d", c.name, c.config, c.sender)
+		}
+	}
 }

@@ -24,7 +24,7 @@ func captureFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "port", Aliases: []string{"p"}, Usage: "TCP port of the service to mirror, `PORT` (repeatable or comma-separated, up to 64)", EnvVars: env("PORT"), Category: catCapture},
 		&ucli.StringFlag{Name: "attach-mode", Value: "auto", Usage: "auto (TCX where the kernel has it, else tc), tcx, or tc (clsact qdisc + filter)", EnvVars: env("ATTACH_MODE"), Category: catCapture},
 		&ucli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "kernel ring buffer size, a power of two", EnvVars: env("RING_SIZE"), Category: catCapture},
-		&ucli.DurationFlag{Name: "poll-interval", Value: bpf.DefaultPoll, Usage: "how often the ring buffer is read: longer saves CPU at low rates, shorter lowers the mirroring delay", EnvVars: env("POLL_INTERVAL"), Category: catCapture},
+		&ucli.DurationFlag{Name: "poll-interval", Value: bpf.DefaultPoll, Usage: "how often the ring buffer is read while traffic flows (with none, the reader sleeps until the kernel wakes it): longer saves CPU at low rates, shorter lowers the mirroring delay", EnvVars: env("POLL_INTERVAL"), Category: catCapture},
 	}
 }
 

@@ -33,8 +33,8 @@ func mirrorFlags(maxBuffered string) []ucli.Flag {
 		&ucli.StringFlag{Name: "percent", Value: "100", Usage: "share of requests to mirror, 0 to 100 with decimals, decided per request", EnvVars: env("PERCENT"), Category: catShadow},
 		&ucli.StringFlag{Name: "sample-key", Usage: "decide sampling from a hash of this request header (`header:NAME`, e.g. header:x-request-id), so every node of a fleet decides alike", EnvVars: env("SAMPLE_KEY"), Category: catShadow},
 		&ucli.StringFlag{Name: "shadow-protocol", Usage: "http1 for a shadow that speaks only HTTP/1.1 (HTTP/2 requests are sent as HTTP/1.1, gRPC is skipped), http2 to send everything as HTTP/2; default: as captured", EnvVars: env("SHADOW_PROTOCOL"), Category: catShadow},
-		&ucli.DurationFlag{Name: "shadow-timeout", Value: 15 * time.Second, Usage: "time allowed for each shadow answer", EnvVars: env("SHADOW_TIMEOUT"), Category: catShadow},
-		&ucli.DurationFlag{Name: "shadow-idle-timeout", Value: time.Minute, Usage: "close a connection to the shadow that has been unused this long", EnvVars: env("SHADOW_IDLE_TIMEOUT"), Category: catShadow},
+		&ucli.DurationFlag{Name: "shadow-timeout", Value: config.DefaultTimeout, Usage: "time allowed for each shadow answer", EnvVars: env("SHADOW_TIMEOUT"), Category: catShadow},
+		&ucli.DurationFlag{Name: "shadow-idle-timeout", Value: config.DefaultIdleTimeout, Usage: "close a connection to the shadow that has been unused this long", EnvVars: env("SHADOW_IDLE_TIMEOUT"), Category: catShadow},
 		&ucli.IntFlag{Name: "shadow-max-connections", Value: config.DefaultMaxConnections, Usage: "connections to the shadow at most; the pool grows with the requests in flight (Envoy's circuit breaker)", EnvVars: env("SHADOW_MAX_CONNECTIONS"), Category: catShadow},
 		&ucli.IntFlag{Name: "shadow-max-pending", Value: config.DefaultMaxPending, Usage: "requests that may wait for a connection; beyond, dropped and counted (overflow)", EnvVars: env("SHADOW_MAX_PENDING"), Category: catShadow},
 		&ucli.IntFlag{Name: "shadow-max-requests", Value: config.DefaultMaxRequests, Usage: "requests in flight to the shadow at most; beyond, dropped and counted (overflow)", EnvVars: env("SHADOW_MAX_REQUESTS"), Category: catShadow},
@@ -104,7 +104,7 @@ func rulesConfig(c *ucli.Context, ports []uint16, needShadow bool) (*config.File
 		Headers: config.Headers{XForwardedFor: !c.Bool("no-xff")},
 	}
 	if c.IsSet("shadow-workers") {
-		return nil, "", usagef("--shadow-workers is gone: connections to the shadow grow with the requests in flight; cap them with --shadow-max-connections")
+		return nil, "", usagef("--shadow-workers is not a flag: connections to the shadow grow with the requests in flight; cap them with --shadow-max-connections")
 	}
 	switch {
 	case r.Shadow.URL == "" && needShadow:

@@ -20,9 +20,13 @@ import (
 // equal). The command line's --port has the same limit.
 const MaxPorts = 64
 
-// Defaults of the shadow's limits: Envoy's cluster circuit breakers. A zero
-// field of Shadow means the default.
+// Defaults of the shadow's timeouts and limits (Envoy's route timeout and
+// cluster circuit breakers), for the command line and the rules file alike.
+// A zero field of Shadow means the default; the sender's own defaults are
+// the same (agent.TestDefaultsAgree).
 const (
+	DefaultTimeout        = 15 * time.Second
+	DefaultIdleTimeout    = time.Minute
 	DefaultMaxConnections = 1024
 	DefaultMaxPending     = 1024
 	DefaultMaxRequests    = 1024

@@ -239,7 +239,7 @@ func (d *decoder) shadow(f field, s *Shadow) {
 
 	if w, ok := fs["workers"]; ok {
 		d.errorf(w.k, "remove workers; write maxConnections: N to cap the connections",
-			"workers is gone: connections to the shadow grow with the requests in flight, up to maxConnections (default %d)", DefaultMaxConnections)
+			"workers is not a field: connections to the shadow grow with the requests in flight, up to maxConnections (default %d)", DefaultMaxConnections)
 	}
 	s.MaxConnections = d.count(fs["maxConnections"], "maxConnections", "connections", DefaultMaxConnections)
 	s.MaxPending = d.count(fs["maxPending"], "maxPending", "requests waiting for a connection", DefaultMaxPending)

@@ -34,7 +34,7 @@ type Sender interface {
 // cluster circuit breakers).
 const (
 	DefaultTimeout        = 15 * time.Second
-	DefaultIdleTimeout    = 30 * time.Second
+	DefaultIdleTimeout    = time.Minute
 	DefaultMaxConnections = 1024
 	DefaultMaxPending     = 1024
 	DefaultMaxRequests    = 1024
