@@ -138,7 +138,15 @@ func (r *advRig) settle() {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(2 * time.Millisecond) // the last segment may still be in Add
+	// The last segment counted may still be in Add: a shard's lock is
+	// held for the whole of it, so taking each lock waits it out.
+	for _, s := range r.p.shards {
+		for s.queued.Load() != 0 {
+			time.Sleep(time.Millisecond)
+		}
+		s.mu.Lock()
+		s.mu.Unlock()
+	}
 }
 
 // streams returns the streams tracked over all shards.

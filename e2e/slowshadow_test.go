@@ -17,7 +17,7 @@ import (
 // every answer takes 20 to 200 ms, some close the connection, and every
 // connection is closed after 50 answers (nginx's keepalive_requests). Every
 // request must reach the shadow exactly once, with the Envoy-form Host, and
-// the primary must not wait for any of it.
+// the mirrors must not wait for each other's answers.
 func TestE2ESlowShadow(t *testing.T) {
 	e := newEnv(t)
 	e.shadowServer.Close()
