@@ -212,7 +212,7 @@ func (p *Parser) bodyDone() {
 			p.blk.b = append(p.blk.b, r.Raw...)
 		}
 		r.Raw, r.blk, p.blk = p.blk.b, p.blk, nil
-		p.cfg.Budget.release(p.held)
+		p.cfg.Budget.Release(p.held)
 		p.held = 0
 		if r.Chunked {
 			r.DecodedLen = p.chunk.Decoded()
@@ -281,8 +281,8 @@ func (p *Parser) ensure(need, want int) bool {
 		return true
 	}
 	_, size := sizeClass(max(need, want))
-	if !p.cfg.Budget.reserve(int64(size) - p.held) {
-		if _, size = sizeClass(need); !p.cfg.Budget.reserve(int64(size) - p.held) {
+	if !p.cfg.Budget.Reserve(int64(size) - p.held) {
+		if _, size = sizeClass(need); !p.cfg.Budget.Reserve(int64(size) - p.held) {
 			return false
 		}
 	}
@@ -309,6 +309,6 @@ func (p *Parser) dropPartial() {
 		putBlock(p.blk)
 		p.blk = nil
 	}
-	p.cfg.Budget.release(p.held)
+	p.cfg.Budget.Release(p.held)
 	p.held = 0
 }

@@ -155,9 +155,10 @@ func (b *Budget) Limit() int64 { return b.limit }
 // Used returns the bytes reserved now.
 func (b *Budget) Used() int64 { return b.used.Load() }
 
-// reserve takes n bytes from the budget, or reports false and takes nothing.
-// A nil Budget always succeeds.
-func (b *Budget) reserve(n int64) bool {
+// Reserve takes n bytes from the budget, or reports false and takes
+// nothing. A nil Budget always succeeds. The HTTP/2 framer shares the
+// Budget through this method and Release.
+func (b *Budget) Reserve(n int64) bool {
 	if b == nil || n <= 0 {
 		return true
 	}
@@ -172,8 +173,8 @@ func (b *Budget) reserve(n int64) bool {
 	}
 }
 
-// release gives back n bytes taken by reserve.
-func (b *Budget) release(n int64) {
+// Release gives back n bytes taken by Reserve.
+func (b *Budget) Release(n int64) {
 	if b != nil && n > 0 {
 		b.used.Add(-n)
 	}

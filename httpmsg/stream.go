@@ -115,6 +115,24 @@ func (s *BodyStream) Done() bool {
 	return s.done
 }
 
+// Err returns why the stream stopped taking bytes: nil while it is open
+// and after End, else the error its reader gets (ErrStreamOverflow,
+// ErrStreamCancelled, or the producer's Abort). It tells a producer whose
+// Write was refused whether the reader fell behind or went away.
+func (s *BodyStream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Held returns the bytes written and not taken yet: what the stream costs
+// now. It only falls between two Writes, as the reader takes.
+func (s *BodyStream) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
 // Ready is signalled when Take may have something new: bytes, the end, or
 // an abort. It suits a reader that waits on several things at once.
 func (s *BodyStream) Ready() <-chan struct{} { return s.ready }
