@@ -63,6 +63,16 @@ type Config struct {
 	// Default DefaultMaxFrameSize; at most 16 MiB - 1.
 	MaxFrameSize int
 
+	// Budget, when not nil, caps the bytes held for requests still
+	// arriving over every Conn that shares it (and the HTTP/1 framer's, when
+	// it is the agent's httpframe.Budget): each held request's buffer, and
+	// each streaming body's bytes not taken yet by its reader. A held
+	// request the Budget cannot grow for is skipped (ReasonMemory); a
+	// streaming body is aborted with ErrMemory. Every byte taken is given
+	// back when the request is emitted whole, dropped or ended, so that an
+	// idle agent holds nothing of it.
+	Budget Budget
+
 	// Keep is called once a request's header block is decoded, before any
 	// body is held. It returns the consumer's tag for the request, opaque
 	// here, and whether to mirror it. A request not kept costs nothing
@@ -73,9 +83,9 @@ type Config struct {
 	// receiver calls Release). It is called when the request is whole, or
 	// earlier as a streaming request (Request.Stream() != nil) whose body
 	// the Conn goes on writing, ends with the trailers, or aborts with
-	// ErrReset, ErrRefused, ErrGap, ErrEnded or ErrProtocol (and a reader
-	// too slow for StreamBuffer gets httpmsg.ErrStreamOverflow). Nil drops
-	// the requests.
+	// ErrReset, ErrRefused, ErrGap, ErrEnded, ErrProtocol or ErrMemory (and
+	// a reader too slow for StreamBuffer gets httpmsg.ErrStreamOverflow).
+	// Nil drops the requests.
 	Emit func(r httpmsg.Request, tag any)
 	// Drop, when not nil, is told of every kept request that will not be
 	// emitted after all, with its tag and the reason, so that a consumer
@@ -98,6 +108,14 @@ type Config struct {
 	// Stats receives the counters; it may be shared by many Conns. Nil
 	// counts nowhere.
 	Stats *Stats
+}
+
+// Budget is memory shared by framers on many goroutines; the agent's
+// *httpframe.Budget is one. Reserve takes n bytes, or reports false and
+// takes nothing; Release gives back n bytes that Reserve took.
+type Budget interface {
+	Reserve(n int64) bool
+	Release(n int64)
 }
 
 // limits is a Config with the defaults applied, computed once per Conn.
@@ -212,6 +230,10 @@ const (
 	// ReasonNoPreface: the client's bytes did not start with the
 	// connection preface.
 	ReasonNoPreface
+	// ReasonMemory: Config.Budget could not spare the bytes to hold the
+	// request or its streaming body. Its label is the HTTP/1 framer's,
+	// "memory", since both framers draw on one budget.
+	ReasonMemory
 	// NumReasons is the number of reasons.
 	NumReasons
 )
@@ -231,6 +253,7 @@ var reasonNames = [NumReasons]string{
 	ReasonProtocol:       "h2_protocol_error",
 	ReasonFrameTooLarge:  "h2_frame_too_large",
 	ReasonNoPreface:      "h2_no_preface",
+	ReasonMemory:         "memory",
 }
 
 // String returns a short snake_case label, fit for a metric label value.

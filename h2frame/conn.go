@@ -25,6 +25,9 @@ var (
 	// ErrProtocol: the client broke the protocol and the connection's
 	// client side was given up.
 	ErrProtocol = errors.New("h2frame: the connection broke the protocol")
+	// ErrMemory: Config.Budget could not spare the bytes to hold more of
+	// the body for its reader.
+	ErrMemory = errors.New("h2frame: the memory budget for bodies still arriving is spent")
 )
 
 type dirState uint8
@@ -96,6 +99,7 @@ type Conn struct {
 	cfg            *Config
 	lim            limits
 	st             *Stats
+	budget         Budget // cfg.Budget; nil: nothing is charged
 	client, server netip.AddrPort
 
 	cli, srv direction
@@ -115,7 +119,7 @@ type Conn struct {
 // as the HPACK entries seen since allow. cfg is shared, not copied, and must
 // not change while Conns use it.
 func NewConn(cfg *Config, client, server netip.AddrPort, midStream bool) *Conn {
-	c := &Conn{cfg: cfg, lim: cfg.limits(), st: cfg.Stats, client: client, server: server}
+	c := &Conn{cfg: cfg, lim: cfg.limits(), st: cfg.Stats, budget: cfg.Budget, client: client, server: server}
 	if c.st == nil {
 		c.st = &discard
 	}
@@ -656,19 +660,22 @@ func (c *Conn) clock(t time.Time) {
 		return
 	}
 	c.due = 0
-	for _, s := range c.streams {
-		if s.req == nil {
-			continue
-		}
-		if s.due <= now {
-			c.emitStreaming(s)
-		} else if c.due == 0 || s.due < c.due {
+	for i := 0; i < len(c.streams); {
+		s := c.streams[i]
+		switch {
+		case s.req == nil:
+		case s.due <= now:
+			if !c.emitStreaming(s) && c.maybeRemove(i) {
+				continue
+			}
+		case c.due == 0 || s.due < c.due:
 			c.due = s.due
 		}
+		i++
 	}
 }
 
-// answerOf makes the Answer to be handed over.
+// newAnswer makes the Answer to be handed over.
 func newAnswer(status int, header []httpmsg.Field, t time.Time) *httpmsg.Answer {
 	return &httpmsg.Answer{Proto: httpmsg.HTTP2, Status: status, Header: header, Start: t}
 }

@@ -28,7 +28,11 @@
 //     TestIdleConnMemory); the HPACK tables are capped
 //     (Config.MaxTableSize), header blocks (twice MaxHeaderListSize),
 //     streams (MaxStreams), held bodies (HoldBody, MaxBodyBytes), streamed
-//     bodies (StreamBuffer) and kept answers (AnswerBodyCap) too. Nothing is
+//     bodies (StreamBuffer) and kept answers (AnswerBodyCap) too. Over all
+//     connections, held requests and the unread bytes of streaming bodies
+//     are charged to Config.Budget, shared with the HTTP/1 framer; what it
+//     cannot spare is not mirrored (ReasonMemory), and every byte taken is
+//     given back when its request is emitted, dropped or ended. Nothing is
 //     held for a request that is not kept: its DATA is skipped.
 //   - Nothing guessed: a header field that refers to an HPACK entry never
 //     seen makes its request unknown (ReasonStateUnknown); it is not
@@ -39,6 +43,7 @@
 //     its Emit (a nil Answer when it could not be captured).
 //
 // It imports httpmsg, httpsyntax and x/net only. It must never import the
-// agent, the shadow sender, the BPF loader or the capture; pcapfile and
-// reassembly are for its tests only.
+// agent, the shadow sender, the BPF loader or the capture; pcapfile,
+// reassembly and httpframe (whose Budget the agent hands it) are for its
+// tests only.
 package h2frame

@@ -17,6 +17,7 @@ import (
 // FuzzH2Framing feeds a client's bytes (preface first) to a Conn whole,
 // split, and joined mid-stream, and checks that:
 //   - nothing panics, and every kept request gets exactly one Emit or Drop;
+//   - every byte charged to the Budget is given back by the end;
 //   - the split feed gives what the whole one gives;
 //   - each request emitted is what x/net's Framer and hpack.Decoder read
 //     on its stream, and each HEADERS frame's fragment is cut as the
@@ -67,8 +68,9 @@ func fuzzRun(t *testing.T, data []byte, parts [][]byte, mid bool) fuzzResult {
 	kept := map[any]int{}
 	var stats Stats
 	n := 0
+	budget := newCheckedBudget(t, 1<<40) // never refuses: the feeds must agree
 	cfg := Config{
-		Stats: &stats, HoldBody: 200, MaxHeaderListSize: 4096, MaxStreams: 8,
+		Stats: &stats, HoldBody: 200, MaxHeaderListSize: 4096, MaxStreams: 8, Budget: budget,
 		Keep: func(r httpmsg.Request) (any, bool) {
 			n++
 			if n%5 == 0 {
@@ -99,6 +101,9 @@ func fuzzRun(t *testing.T, data []byte, parts [][]byte, mid bool) fuzzResult {
 		c.ClientData(p, t0)
 	}
 	c.End()
+	if u := budget.Used(); u != 0 {
+		t.Fatalf("%d bytes still charged after End", u)
+	}
 	for tag, k := range kept {
 		if k != 1 {
 			t.Fatalf("request %v: %d Emit or Drop calls", tag, k)

@@ -11,7 +11,7 @@ import (
 
 // The package imports httpmsg, httpsyntax, x/net and the standard library
 // only (doc.go): never the agent, the sender, BPF or the capture, and
-// pcapfile and reassembly in its tests only.
+// pcapfile, reassembly and httpframe in its tests only.
 func TestImports(t *testing.T) {
 	files, _ := filepath.Glob("*.go")
 	for _, f := range files {

@@ -21,12 +21,24 @@ type block struct {
 
 var blockPools [maxBlockShift - minBlockShift + 1]sync.Pool
 
+// blockSize is the capacity of the block that getBlock(n) returns.
+func blockSize(n int) int {
+	if k := blockShift(n); k <= maxBlockShift {
+		return 1 << k
+	}
+	return n
+}
+
+func blockShift(n int) int {
+	if n > 1<<minBlockShift {
+		return bits.Len(uint(n - 1))
+	}
+	return minBlockShift
+}
+
 // getBlock returns an empty block with room for at least n bytes.
 func getBlock(n int) *block {
-	k := minBlockShift
-	if n > 1<<minBlockShift {
-		k = bits.Len(uint(n - 1))
-	}
+	k := blockShift(n)
 	if k > maxBlockShift {
 		return &block{b: make([]byte, 0, n), class: -1}
 	}

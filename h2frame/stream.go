@@ -1,6 +1,7 @@
 package h2frame
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -17,7 +18,9 @@ type stream struct {
 	body       *httpmsg.BodyStream // streaming: where DATA goes; nil when whole, or after the reader stopped
 	due        int64               // held: when StreamAfter emits it, Unix ns; 0: never
 	emitted    bool
-	clientDone bool // the request's side is over: END_STREAM, reset, or dropped
+	clientDone bool  // the request's side is over: END_STREAM, reset, or dropped
+	held       int64 // Config.Budget bytes taken for req's buffer
+	bodyHeld   int64 // Config.Budget bytes taken for body: at least what it holds
 
 	wantAnswer bool // emitted (or to be) with Config.Answer set: one Answer call is owed
 	answered   bool // the Answer call was made
@@ -138,6 +141,11 @@ func (c *Conn) requestBlock(d *direction, id uint32, block []byte, end bool, t t
 		c.emitWhole(s)
 		return
 	}
+	if !c.hold(s) {
+		c.cutRequest(s, ReasonMemory, nil)
+		c.removeStream(s)
+		return
+	}
 	if c.lim.after >= 0 && !t.IsZero() {
 		s.due = t.UnixNano() + c.lim.after
 		if c.due == 0 || s.due < c.due {
@@ -194,7 +202,8 @@ func (c *Conn) trailerBlock(d *direction, s *stream, block []byte, end bool) {
 				return true
 			})
 			s.body.End(fs)
-			s.body, s.clientDone = nil, true
+			c.endBody(s)
+			s.clientDone = true
 		}
 		tr.Release()
 		c.removeStream(s)
@@ -236,6 +245,11 @@ func (c *Conn) requestData(s *stream, data []byte, end bool, t time.Time) {
 			return
 		}
 		if n <= c.lim.maxBody && (end || c.lim.hold < 0 || n <= c.lim.hold) {
+			if !c.holdRoom(s, len(data)) {
+				c.cutRequest(s, ReasonMemory, nil)
+				c.removeStream(s)
+				return
+			}
 			r.add(data)
 			r.body.n = int32(n)
 			if end {
@@ -244,28 +258,59 @@ func (c *Conn) requestData(s *stream, data []byte, end bool, t time.Time) {
 			return
 		}
 		// Past HoldBody: the rest streams.
-		c.emitStreaming(s)
+		if !c.emitStreaming(s) {
+			c.removeStream(s)
+			return
+		}
 	}
 	if s.body != nil {
-		if !s.body.Done() && !s.body.Write(data) {
-			c.st.Aborted[ReasonOverflow].Add(1)
-			s.body = nil
-		} else if s.body != nil {
-			if s.body.Done() {
-				s.body = nil // the reader gave up
-			} else {
-				c.st.BodyBytes.Add(uint64(len(data)))
-			}
-		}
+		c.writeBody(s, data)
 	}
 	if end {
 		if s.body != nil {
 			s.body.End(nil)
-			s.body = nil
+			c.endBody(s)
 		}
 		s.clientDone = true
 		c.removeStream(s)
 	}
+}
+
+// testHookBodyWrite, when a test sets it, runs just before a streaming
+// body is written to, after the check that its reader is still there: where
+// a reader cancelling on its own goroutine may land.
+var testHookBodyWrite func(*httpmsg.BodyStream)
+
+// writeBody writes data to the body of a streaming request. A reader that
+// cancelled, before or during the write, only ends the writing: it went
+// away, the body did not overflow.
+func (c *Conn) writeBody(s *stream, data []byte) {
+	bs := s.body
+	if bs.Done() {
+		c.endBody(s) // the reader gave up
+		return
+	}
+	if len(data) == 0 {
+		return
+	}
+	if !c.chargeBody(s, len(data)) {
+		c.st.Aborted[ReasonMemory].Add(1)
+		bs.Abort(ErrMemory)
+		c.endBody(s)
+		return
+	}
+	if testHookBodyWrite != nil {
+		testHookBodyWrite(bs)
+	}
+	if !bs.Write(data) {
+		if errors.Is(bs.Err(), httpmsg.ErrStreamOverflow) {
+			c.st.Aborted[ReasonOverflow].Add(1)
+		}
+		c.endBody(s)
+		return
+	}
+	c.st.BodyBytes.Add(uint64(len(data)))
+	c.settleBody(s)
 }
 
 // maxArena bounds a held body, whatever MaxBodyBytes says: spans are int32.
@@ -274,6 +319,7 @@ const maxArena = 1<<31 - 1<<20
 // emitWhole hands over a held request whose stream ended.
 func (c *Conn) emitWhole(s *stream) {
 	r := s.req
+	c.unhold(s)
 	s.req, s.clientDone, s.emitted = nil, true, true
 	c.st.Emitted.Add(1)
 	c.st.BodyBytes.Add(uint64(max(r.body.n, 0)))
@@ -282,24 +328,34 @@ func (c *Conn) emitWhole(s *stream) {
 }
 
 // emitStreaming hands over a held request whose body is still arriving,
-// with a BodyStream that the body so far is written to.
-func (c *Conn) emitStreaming(s *stream) {
+// with a BodyStream that the body so far is written to. The request's
+// buffer goes to the consumer, and the Budget is charged for the stream's
+// bytes instead; when it cannot spare them, the request is dropped
+// (ReasonMemory) and emitStreaming reports false: the caller removes s.
+func (c *Conn) emitStreaming(s *stream) bool {
 	r := s.req
+	c.unhold(s)
+	if !c.chargeBody(s, int(max(r.body.n, 0))) {
+		c.cutRequest(s, ReasonMemory, nil)
+		return false
+	}
 	bs := httpmsg.NewBodyStream(c.lim.streamBuf)
 	if r.body.n > 0 {
-		bs.Write(r.bytes(r.body))
-		c.st.BodyBytes.Add(uint64(r.body.n))
+		if bs.Write(r.bytes(r.body)) {
+			c.st.BodyBytes.Add(uint64(r.body.n))
+		}
 		r.blk.b = r.blk.b[:r.body.off]
 	}
 	r.body, r.stream = none, bs
 	s.req, s.body, s.emitted, s.due = nil, bs, true, 0
 	if bs.Done() {
 		c.st.Aborted[ReasonOverflow].Add(1)
-		s.body = nil
+		c.endBody(s)
 	}
 	c.st.Emitted.Add(1)
 	c.st.EmittedStreaming.Add(1)
 	c.emit(r, s)
+	return true
 }
 
 func (c *Conn) emit(r *Request, s *stream) {
@@ -328,6 +384,7 @@ func (c *Conn) cutRequest(s *stream, why Reason, err error) {
 	switch {
 	case s.req != nil:
 		c.st.Skipped[why].Add(1)
+		c.unhold(s)
 		s.req.Release()
 		s.req = nil
 		if c.cfg.Drop != nil {
@@ -340,7 +397,7 @@ func (c *Conn) cutRequest(s *stream, why Reason, err error) {
 			err = ErrProtocol
 		}
 		s.body.Abort(err)
-		s.body = nil
+		c.endBody(s)
 	}
 	s.clientDone = true
 }
