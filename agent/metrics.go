@@ -129,6 +129,8 @@ var families = []family{
 		}},
 	{"requests_skipped_total", prometheus.CounterValue, "Requests not mirrored by decision (sampled, no_rule, already_shadowed) or because they could not be framed, by reason.", []string{"reason"},
 		func(s *Summary, emit func(float64, ...string)) { reasonSamples(s.Requests.Skipped, emit) }},
+	{"requests_aborted_total", prometheus.CounterValue, "HTTP/2 requests cut while their body was streaming to the shadow, by reason (h2_reset: the client reset the stream; memory: --max-buffered).", []string{"reason"},
+		func(s *Summary, emit func(float64, ...string)) { reasonSamples(s.Requests.Aborted, emit) }},
 	{"rule_requests_total", prometheus.CounterValue, "Requests of each rule: matched, sampled out, queued, mirrored.", []string{"rule", "result"},
 		func(s *Summary, emit func(float64, ...string)) {
 			for _, r := range s.Rules {

@@ -19,6 +19,7 @@ import (
 	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/compare"
 	"github.com/shadowtee/shadowtee/config"
+	"github.com/shadowtee/shadowtee/h2frame"
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/httpmsg"
 )
@@ -124,6 +125,7 @@ func TestMetricsEveryFamily(t *testing.T) {
 	st.reassembly.StreamsOpened.Store(4)
 	st.reassembly.Gaps.Store(1)
 	m.framing.Requests.Store(5)
+	m.http2.Aborted[h2frame.ReasonReset].Store(3)
 	m.skipped[skipSampled].Store(2)
 	rs.matched.Store(5)
 
@@ -190,6 +192,7 @@ func TestMetricsEveryFamily(t *testing.T) {
 		{"stream_gaps_total", nil, 1},
 		{"requests_total", []string{"result", "framed"}, 5},
 		{"requests_skipped_total", []string{"reason", "sampled"}, 2},
+		{"requests_aborted_total", []string{"reason", "h2_reset"}, 3},
 		{"rule_requests_total", []string{"rule", "web", "result", "matched"}, 5},
 		{"requests_dropped_total", []string{"rule", "web", "reason", "overflow"}, 0},
 		{"shadow_latency_seconds", []string{"rule", "web"}, 1},

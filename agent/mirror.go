@@ -25,6 +25,10 @@ type mirror struct {
 	framing httpframe.Stats
 	http2   h2frame.Stats
 	answers httpframe.ResponseStats
+	// budget is what both framers may hold for requests still arriving
+	// (--max-buffered), over all connections.
+	budget     *httpframe.Budget
+	budgetOnce sync.Once
 	// wait makes Emit wait for room in the sender instead of dropping: for
 	// capture files, never for live capture.
 	wait    bool
@@ -318,17 +322,23 @@ func isGRPC(r httpmsg.Request) bool {
 	return len(rest) == 0 || rest[0] == '+' || rest[0] == ';'
 }
 
+// budgetFor returns the one budget of --max-buffered that both framers
+// charge what they hold to, made on first use; nil without a cap.
+func (m *mirror) budgetFor(lim Limits) *httpframe.Budget {
+	if lim.MaxBuffered <= 0 {
+		return nil
+	}
+	m.budgetOnce.Do(func() { m.budget = httpframe.NewBudget(lim.MaxBuffered) })
+	return m.budget
+}
+
 // framingConfig returns the HTTP/1 framing configuration whose callbacks
 // feed this mirror.
 func (m *mirror) framingConfig(lim Limits) *httpframe.Config {
-	var budget *httpframe.Budget
-	if lim.MaxBuffered > 0 {
-		budget = httpframe.NewBudget(lim.MaxBuffered)
-	}
 	return &httpframe.Config{
 		MaxHeaderBytes: lim.MaxHeader,
 		MaxBodyBytes:   lim.MaxBody,
-		Budget:         budget,
+		Budget:         m.budgetFor(lim),
 		Stats:          &m.framing,
 		Keep:           func(r *httpframe.Request) (any, bool) { return m.keep(r) },
 		Emit:           func(r *httpframe.Request, tag any) { m.emit(r, tag) },
@@ -347,6 +357,9 @@ func (m *mirror) http2Config(lim Limits) *h2frame.Config {
 		Keep:              m.keep,
 		Emit:              m.emit,
 		Drop:              func(tag any, _ h2frame.Reason) { m.dropKept(tag, false) },
+	}
+	if b := m.budgetFor(lim); b != nil {
+		cfg.Budget = b // not a nil *Budget in the interface: no charging for nothing
 	}
 	if m.cmp != nil {
 		cfg.Answer = primaryAnswer

@@ -200,6 +200,10 @@ type RequestSummary struct {
 	Dropped  map[string]uint64 `json:"dropped"` // never sent, by reason
 	Failed   map[string]uint64 `json:"failed"`  // sent or about to be, no answer, by reason
 	Mirrored uint64            `json:"mirrored"`
+	// Aborted counts HTTP/2 requests cut while their body was streaming to
+	// the shadow (the client reset the stream, a gap, the memory cap), by
+	// reason; each is also in Failed or Mirrored, as the shadow ended it.
+	Aborted map[string]uint64 `json:"aborted,omitempty"`
 	// Printed counts the requests a dry run printed instead of sending.
 	Printed uint64 `json:"printed,omitempty"`
 }
@@ -262,17 +266,17 @@ func (s *stats) summary() *Summary {
 	skipped := map[string]uint64{}
 	for i := range httpframe.NumReasons {
 		if n := f.Skipped[i].Load(); n > 0 {
-			skipped[i.String()] = n
+			skipped[i.String()] += n
 		}
 	}
 	for i := range h2frame.NumReasons {
 		if n := h2.Skipped[i].Load(); n > 0 {
-			skipped[i.String()] = n
+			skipped[i.String()] += n
 		}
 	}
 	for i := range skipReason(numSkipReasons) {
 		if n := s.mirror.skipped[i].Load(); n > 0 {
-			skipped[i.String()] = n
+			skipped[i.String()] += n
 		}
 	}
 	var all shadow.Stats
@@ -305,6 +309,14 @@ func (s *stats) summary() *Summary {
 		Dropped:  sum.Shadow.Dropped,
 		Failed:   sum.Shadow.Failed,
 		Mirrored: sum.Shadow.Mirrored,
+	}
+	for i := range h2frame.NumReasons {
+		if n := h2.Aborted[i].Load(); n > 0 {
+			if sum.Requests.Aborted == nil {
+				sum.Requests.Aborted = map[string]uint64{}
+			}
+			sum.Requests.Aborted[i.String()] = n
+		}
 	}
 	if s.printed != nil {
 		sum.Requests.Printed = s.printed.Load()
