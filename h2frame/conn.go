@@ -402,12 +402,14 @@ func (c *Conn) frames(d *direction, b []byte, t time.Time) []byte {
 				d.part, d.skip = nil, h.length
 				return b
 			}
-			d.part = grow(d.part, int(h.length))
 		}
+		// The block grows with the bytes that arrive, not to the length
+		// the header announces: a client that sends only frame headers
+		// makes the tee hold nothing it did not send.
 		h := parseHeader(d.part.b)
 		total := frameHeaderLen + int(h.length)
 		n := min(len(b), total-len(d.part.b))
-		d.part.b = append(d.part.b, b[:n]...)
+		d.part = appendBlock(d.part, b[:n])
 		b = b[n:]
 		if len(d.part.b) < total {
 			return nil
@@ -434,8 +436,7 @@ func (c *Conn) frames(d *direction, b []byte, t time.Time) []byte {
 	}
 	total := frameHeaderLen + int(h.length)
 	if len(b) < total {
-		d.part = getBlock(total)
-		d.part.b, d.partT = append(d.part.b, b...), t
+		d.part, d.partT = appendBlock(nil, b), t
 		return nil
 	}
 	c.frame(d, &h, b[:total], t)

@@ -51,3 +51,41 @@ func TestIdleConnMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(conns)
 }
+
+// A frame's bytes are held as they arrive, not as its header announces: a
+// client that sends only the header of a 1 MiB DATA frame costs what it
+// sent.
+func TestPartialFrameHoldsWhatArrived(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the heap")
+	}
+	cfg := &Config{Emit: func(r httpmsg.Request, _ any) { r.Release() }, MaxFrameSize: 1 << 20}
+	cw := clientWire()
+	cw.headers(1, false, post("/upload")...)
+	// DATA on stream 1, 1 MiB announced, 100 bytes sent.
+	cw.buf.Write([]byte{0x10, 0x00, 0x00, 0x0, 0x0, 0, 0, 0, 1})
+	cw.buf.Write(make([]byte, 100))
+	client := cw.bytes()
+	const n = 200
+	conns := make([]*Conn, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range conns {
+		c := NewConn(cfg, netip.AddrPortFrom(testClient.Addr(), uint16(i)), testServer, false)
+		c.ClientData(client, t0)
+		if c.cli.part == nil {
+			t.Fatal("the DATA frame is not held as partial")
+		}
+		conns[i] = c
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	per /= n
+	t.Logf("%d bytes per connection holding a partial 1 MiB frame", per)
+	if per > 64<<10 {
+		t.Errorf("%d bytes per connection for 100 bytes of a frame: the announced length was set aside", per)
+	}
+	runtime.KeepAlive(conns)
+}
