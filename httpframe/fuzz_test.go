@@ -19,8 +19,14 @@ type fuzzRun struct {
 	callT    time.Time // time of the current Data call
 	lastEnd  int       // offset in run after the last emitted request
 	got      []string
-	keeps    int
-	refused  int
+	// switched is run and callFrom as they stood when the parser stopped
+	// after an h2c upgrade request, which it holds (TakeUpgrade) and End
+	// emits: that request ended then.
+	switched     []byte
+	switchedFrom int
+	keeps        int
+	ending       bool // in End
+	refused      int
 }
 
 func newFuzzRun(t *testing.T, mid bool, budget *Budget) *fuzzRun {
@@ -50,6 +56,9 @@ func (f *fuzzRun) data(b []byte, i int) {
 	f.callT = t0.Add(time.Duration(i) * time.Millisecond)
 	buf := bytes.Clone(b)
 	f.p.Data(buf, f.callT)
+	if f.p.Switched() && f.switched == nil {
+		f.switched, f.switchedFrom = bytes.Clone(f.run), f.callFrom
+	}
 	for k := range buf {
 		buf[k] = '#'
 	}
@@ -67,10 +76,16 @@ func (f *fuzzRun) emit(r *Request, _ any) {
 		t.Fatalf("emitted %q: %v", r.Raw, err)
 	}
 	// Raw is a contiguous slice of the input: it ends in the current call,
-	// after the previous request, and does not span a gap.
+	// after the previous request, and does not span a gap. A held upgrade
+	// request, emitted by End, ended in the call that made the parser
+	// switch.
+	run, from := f.run, f.callFrom
+	if f.ending && r.UpgradeH2C {
+		run, from = f.switched, f.switchedFrom
+	}
 	found := false
-	for end := max(f.callFrom+1, f.lastEnd+len(r.Raw)); end <= len(f.run); end++ {
-		if bytes.Equal(f.run[end-len(r.Raw):end], r.Raw) {
+	for end := max(from+1, f.lastEnd+len(r.Raw)); end <= len(run); end++ {
+		if bytes.Equal(run[end-len(r.Raw):end], r.Raw) {
 			f.lastEnd, found = end, true
 			break
 		}
@@ -94,6 +109,7 @@ func (f *fuzzRun) emit(r *Request, _ any) {
 // end closes the stream and checks the counters.
 func (f *fuzzRun) end() {
 	t := f.t
+	f.ending = true
 	f.p.End()
 	c := snapshot(&f.stats)
 	if c.Emitted != uint64(len(f.got)) {
