@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpsyntax"
@@ -25,9 +26,10 @@ import (
 // request.
 //
 // Requests are written by whoever assigns them when the connection is
-// idle and they are small (writeDirect), or else by a writer goroutine that
-// lives while there is something to write (writeLoop). Only one writes at a
-// time (writing).
+// idle and they are small (writeDirect: a write that does not wait on the
+// socket, on a connection without TLS), or else by a writer goroutine that lives while there is
+// something to write (writeLoop), which also writes what a direct write
+// left (writeRest). Only one writes at a time (writing).
 type h1conn struct {
 	s    *HTTP1Sender
 	nc   net.Conn // the connection to the shadow: TCP, or TLS over it
@@ -37,6 +39,16 @@ type h1conn struct {
 	wbuf []byte    // the writer's, reused
 	work work      // the reader's, reused
 	redo []*record // the reader's, reused: requests to put back in line
+	// tw writes to the socket without waiting (writeDirect), when nc is a
+	// plain TCP connection (not TLS) that can; other plain connections
+	// are written with a short deadline instead (directWait), and TLS
+	// ones only by the writer goroutine (plain is false).
+	tw    tryWriter
+	plain bool
+	// What a direct write left for writeRest: rest, within restBuf, after
+	// restN bytes written.
+	rest, restBuf []byte
+	restN         int
 	// The writer goroutine's, reused.
 	batch []*record
 	ends  []int64
@@ -83,6 +95,7 @@ func (r connReader) Read(p []byte) (int, error) {
 		if n > 0 || !isTimeout(err) || !r.c.rearm() {
 			return n, err
 		}
+		r.c.s.rearms.Add(1)
 	}
 }
 
@@ -122,8 +135,9 @@ func (c *h1conn) armReadLocked(d time.Time) {
 }
 
 // armWriteLocked gives a write that may go on until d a deadline between
-// d-Timeout/2 and d: a safety net, since a write into an empty socket
-// buffer does not wait, and a request's Timeout is kept by the read side.
+// d-Timeout/2 and d, so that a direct write (which never waits, but fails
+// at once past the deadline) finds one ahead; a request's Timeout is kept
+// by the read side.
 func (c *h1conn) armWriteLocked(d time.Time) {
 	if c.wdl.Before(d.Add(-c.s.set.timeout / 2)) {
 		c.wdl = d
@@ -175,6 +189,9 @@ func (c *h1conn) run() {
 		return
 	}
 	c.nc, c.raw = nc, raw
+	if nc == raw {
+		c.plain, c.tw = true, tryWriterOf(nc)
+	}
 	now := time.Now()
 	s.mu.Lock()
 	s.connecting--
@@ -288,7 +305,15 @@ func (c *h1conn) readLoop() {
 func (c *h1conn) dueLocked(now time.Time) (time.Time, bool) {
 	d := c.idleUntil
 	if len(c.ring) > 0 {
-		d = c.ring[0].deadline
+		r := c.ring[0]
+		if !r.wdone && r.req.Stream() != nil {
+			// Still streaming its body: a streamed request's Timeout
+			// counts from its end, as Envoy's route timeout does.
+			if late := now.Add(c.s.set.timeout); late.After(r.deadline) {
+				r.deadline = late
+			}
+		}
+		d = r.deadline
 	}
 	return d, now.Before(d)
 }
@@ -366,11 +391,13 @@ func (c *h1conn) failLocked(err error, now time.Time, noByte bool) {
 			s.endLocked(rec, outcome{fail: FailTimeout}, now, w)
 		case i >= c.nwritten || c.cause == CloseConnectionClose:
 			s.stats.Requeued.Add(1)
+			s.sentAgainLocked(rec)
 			redo = append(redo, rec)
 		case !rec.retried && rec.reused && (noByte || !first) &&
 			(rec.replayable || (rec.werr != nil && rec.wrote == 0)):
 			rec.retried = true
 			s.stats.Retried.Add(1)
+			s.sentAgainLocked(rec)
 			redo = append(redo, rec)
 		case rec.werr != nil && errors.Is(rec.werr, errStreamAborted):
 			s.endLocked(rec, outcome{fail: FailAborted}, now, w)
@@ -440,16 +467,124 @@ func (s *HTTP1Sender) redispatchLocked(recs []*record, now time.Time, w *work) {
 }
 
 // writeDirect writes rec, which was just put on the idle c, from the
-// calling goroutine: a small request into an empty socket buffer does not
-// wait. rec is first in line on c from the start, so its deadline does not
-// move.
+// calling goroutine (Send, on the capture path, or a connection's reader),
+// by a write that does not wait on the socket (tryWrite). What the socket
+// buffer does not take (the shadow stopped reading) is left to a writer
+// goroutine (writeRest). rec is first in line on c from the start, so its
+// deadline does not move.
 func (c *h1conn) writeDirect(rec *record) {
 	buf := c.encode(c.wbuf[:0], rec)
 	rec.written = time.Now()
 	c.s.stats.QueueDelay.Observe(rec.written.Sub(rec.sent))
-	n, err := c.nc.Write(buf)
+	n, err := c.tryWrite(buf)
+	if err == nil && n < len(buf) {
+		c.rest, c.restBuf, c.restN = buf[n:], buf, n
+		c.s.wg.Add(1)
+		go c.writeRest(rec)
+		return
+	}
 	c.keepBuffer(buf)
 	c.wrote(rec, int64(n), err, false)
+}
+
+// directWait bounds a direct write on a plain connection that cannot write
+// without waiting (see tryWriter).
+const directWait = time.Millisecond
+
+// tryWrite writes what of b the socket takes at once: without waiting when
+// the connection can, else within directWait. A write cut short is not an
+// error: the rest goes to a writer goroutine.
+func (c *h1conn) tryWrite(b []byte) (int, error) {
+	if c.tw != nil {
+		return c.tw.tryWrite(b)
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(directWait))
+	n, err := c.nc.Write(b)
+	c.nc.SetWriteDeadline(c.wdl)
+	if isTimeout(err) {
+		err = nil
+	}
+	return n, err
+}
+
+// tryWriter is a connection that writes what the socket takes now and
+// returns, never waiting for it to take more.
+type tryWriter interface {
+	tryWrite(b []byte) (int, error)
+}
+
+// tryWriterOf returns nc as a tryWriter, if it is one or if its socket can
+// be written directly (a *net.TCPConn); nil otherwise.
+func tryWriterOf(nc net.Conn) tryWriter {
+	if tw, ok := nc.(tryWriter); ok {
+		return tw
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w := &rawWriter{rc: rc}
+			w.fn = w.writeOnce
+			return w
+		}
+	}
+	return nil
+}
+
+// rawWriter writes to a socket by one write(2), through its RawConn.
+type rawWriter struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool // writeOnce, made once so that a write allocates nothing
+	buf []byte
+	n   int
+	err error
+}
+
+func (w *rawWriter) tryWrite(b []byte) (int, error) {
+	w.buf, w.n, w.err = b, 0, nil
+	err := w.rc.Write(w.fn)
+	n, werr := w.n, w.err
+	w.buf, w.err = nil, nil
+	switch {
+	case err != nil:
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: err}
+	case werr != nil:
+		return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
+	}
+	return n, nil
+}
+
+// writeOnce is the callback of RawConn.Write: done whatever one write(2)
+// wrote, so that RawConn.Write never waits for the socket to take more.
+func (w *rawWriter) writeOnce(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), w.buf)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			n, err = 0, nil
+		}
+		w.n, w.err = max(n, 0), err
+		return true
+	}
+}
+
+// writeRest is the writer goroutine started by writeDirect: it writes what
+// the socket did not take at once, within rec's Timeout, then goes on as
+// writeLoop with whatever was put on c meanwhile.
+func (c *h1conn) writeRest(rec *record) {
+	s := c.s
+	defer s.wg.Done()
+	s.mu.Lock()
+	c.wdl = rec.deadline
+	c.nc.SetWriteDeadline(c.wdl)
+	s.mu.Unlock()
+	m, err := c.nc.Write(c.rest)
+	n := int64(c.restN + m)
+	c.keepBuffer(c.restBuf)
+	c.rest, c.restBuf, c.restN = nil, nil, 0
+	if c.wrote(rec, n, err, true) {
+		c.writeAll()
+	}
 }
 
 // Bounds of one batched write of pipelined requests: enough to turn a burst
@@ -469,8 +604,13 @@ func batchable(rec *record) bool {
 // none is left to write, small ones in batches (pipelining), large and
 // streamed ones alone.
 func (c *h1conn) writeLoop() {
+	defer c.s.wg.Done()
+	c.writeAll()
+}
+
+// writeAll is writeLoop's work, on a goroutine that owns the write side.
+func (c *h1conn) writeAll() {
 	s := c.s
-	defer s.wg.Done()
 	for {
 		s.mu.Lock()
 		if c.dead || c.nwritten >= len(c.ring) {
@@ -511,7 +651,7 @@ func (c *h1conn) writeLoop() {
 			s.stats.QueueDelay.Observe(now.Sub(r.sent))
 		}
 		if !batchable(first) {
-			n, err := c.writeRecord(first, deadline)
+			n, err := c.writeRecord(first)
 			if !c.wrote(first, n, err, true) {
 				return
 			}
@@ -540,7 +680,7 @@ func (c *h1conn) wrote(rec *record, n int64, err error, loop bool) bool {
 	s := c.s
 	s.mu.Lock()
 	rec.wdone, rec.wrote, rec.werr = true, n, err
-	if err == nil {
+	if err == nil && s.sent.first(rec) {
 		s.stats.Sent.Add(1)
 	}
 	more := err == nil && c.nwritten < len(c.ring) && !c.dead
@@ -562,7 +702,9 @@ func (c *h1conn) wroteBatch(batch []*record, ends []int64, n int64, err error) b
 	for i, r := range batch {
 		r.wdone, r.wrote = true, min(max(n-start, 0), ends[i]-start)
 		if n >= ends[i] {
-			s.stats.Sent.Add(1)
+			if s.sent.first(r) {
+				s.stats.Sent.Add(1)
+			}
 		} else {
 			r.werr = err
 		}
@@ -580,6 +722,9 @@ func (c *h1conn) wroteLocked(err error) bool {
 		s.removeIdleLocked(c)
 		if !c.causeSet {
 			c.causeSet, c.cause = true, CloseError
+			if isTimeout(err) {
+				c.cause = CloseTimeout // the shadow stopped reading
+			}
 		}
 		c.writing = false
 	}
@@ -612,7 +757,7 @@ func (c *h1conn) keepBuffer(buf []byte) {
 
 // writeRecord writes rec from the writer goroutine: a large captured body
 // from where it lies, a streaming one chunk by chunk as it arrives.
-func (c *h1conn) writeRecord(rec *record, deadline time.Time) (int64, error) {
+func (c *h1conn) writeRecord(rec *record) (int64, error) {
 	s := c.s
 	if rec.h1 != nil && len(rec.h1.WireBody()) > directWriteMax {
 		head := s.rw.appendHTTP1Head(c.wbuf[:0], rec.h1)
@@ -629,10 +774,10 @@ func (c *h1conn) writeRecord(rec *record, deadline time.Time) (int64, error) {
 	if err != nil || st == nil {
 		return n, err
 	}
-	ctx, cancel := context.WithDeadline(c.ctx, deadline)
-	defer cancel()
+	// No deadline on the body: its Timeout starts at its end (dueLocked),
+	// and the connection's end cancels.
 	for {
-		chunks, serr := st.Next(ctx)
+		chunks, serr := st.Next(c.ctx)
 		buf = c.wbuf[:0]
 		for _, b := range chunks {
 			if len(b) == 0 {
@@ -651,6 +796,7 @@ func (c *h1conn) writeRecord(rec *record, deadline time.Time) (int64, error) {
 			buf = append(buf, "\r\n"...)
 		}
 		if len(buf) > 0 {
+			c.streamed(rec, serr == io.EOF)
 			m, err := c.nc.Write(buf)
 			n += int64(m)
 			c.keepBuffer(buf)
@@ -669,9 +815,28 @@ func (c *h1conn) writeRecord(rec *record, deadline time.Time) (int64, error) {
 	}
 }
 
+// streamed moves the write deadline on before a piece of rec's streamed
+// body is written (each piece has Timeout to go out), and, with its last
+// piece, starts rec's Timeout.
+func (c *h1conn) streamed(rec *record, last bool) {
+	s := c.s
+	now := time.Now()
+	d := now.Add(s.set.timeout)
+	s.mu.Lock()
+	if last && d.After(rec.deadline) {
+		rec.deadline = d
+	}
+	c.wdl = d
+	c.nc.SetWriteDeadline(d)
+	s.mu.Unlock()
+}
+
 func isTimeout(err error) bool {
+	if err == nil {
+		return false // and nothing allocated for ne
+	}
 	var ne net.Error
-	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // closeCauseOf says why a connection ends after err: busy when requests

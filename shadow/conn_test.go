@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -254,7 +256,7 @@ func TestRetryLikeNetHTTP(t *testing.T) {
 				s.Send(parseRequest(t, seqRequest(t, tc.method, 0, tc.extra)), nil)
 				waitFor(t, "end", func() bool { return st.Mirrored.Load()+failures(st) == 1 })
 				closeSender(t, s)
-				checkStats(t, st, map[string]uint64{"retried": 0, "failed_" + tc.failed.String(): 1})
+				checkStats(t, st, map[string]uint64{"retried": 0, "sent": 1, "failed_" + tc.failed.String(): 1})
 				return
 			}
 			s.Send(request(t, testClient, 0, ""), nil)
@@ -262,7 +264,9 @@ func TestRetryLikeNetHTTP(t *testing.T) {
 			s.Send(parseRequest(t, seqRequest(t, tc.method, 1, tc.extra)), nil)
 			waitFor(t, "end", func() bool { return st.Mirrored.Load()+failures(st) == 2 })
 			closeSender(t, s)
-			want := map[string]uint64{"retried": tc.retried, "mirrored": 1 + tc.retried}
+			// Each request written whole counts once in Sent, however
+			// often it was written.
+			want := map[string]uint64{"retried": tc.retried, "mirrored": 1 + tc.retried, "sent": 2}
 			if tc.retried == 0 {
 				want["failed_"+tc.failed.String()] = 1
 			}
@@ -291,7 +295,7 @@ func TestRetryOnce(t *testing.T) {
 	s.Send(request(t, testClient, 1, ""), nil)
 	waitFor(t, "failure", func() bool { return failures(st) == 1 })
 	closeSender(t, s)
-	checkStats(t, st, map[string]uint64{"retried": 1, "failed_reset": 1, "opened": 2})
+	checkStats(t, st, map[string]uint64{"retried": 1, "failed_reset": 1, "opened": 2, "sent": 2})
 	if ss.count("GET 1") != 2 {
 		t.Errorf("sent %d times", ss.count("GET 1"))
 	}
@@ -342,7 +346,8 @@ func TestRetryNothingWritten(t *testing.T) {
 			s.Send(parseRequest(t, seqRequest(t, "POST", 1, "")), nil)
 			waitFor(t, "end", func() bool { return st.Mirrored.Load()+failures(st) == 2 })
 			closeSender(t, s)
-			want := map[string]uint64{"retried": tc.retried, "mirrored": 1 + tc.retried}
+			// A request written halfway is not counted in Sent.
+			want := map[string]uint64{"retried": tc.retried, "mirrored": 1 + tc.retried, "sent": 1 + tc.retried}
 			if tc.retried == 0 {
 				want["failed_write"] = 1
 			}
@@ -608,39 +613,170 @@ func TestPipelinedWriteFailure(t *testing.T) {
 	checkStats(t, st, map[string]uint64{"failed_write": 1, "failed_aborted": 1, "retried": 0})
 }
 
-// A read deadline left early (the first request's) that fires in the
-// middle of a later request's answer is moved on: the answer completes.
+// A read deadline left early that fires in the middle of an answer is
+// moved on: the answer completes. The deadline left is the end of the
+// connection's idleness after a first answer (IdleTimeout, shorter than
+// Timeout); the shadow starts the second answer and finishes it only once
+// that deadline has fired (the sender counts it).
 func TestEarlyDeadlineMidAnswer(t *testing.T) {
+	for attempt := 1; !earlyDeadlineMidAnswer(t); attempt++ {
+		// The idle deadline fired before the second answer started: a
+		// stalled machine. Try again.
+		if attempt == 3 {
+			t.Fatal("the early deadline never fired in the middle of an answer")
+		}
+	}
+}
+
+// earlyDeadlineMidAnswer runs TestEarlyDeadlineMidAnswer once, and reports
+// whether the early deadline fired in the middle of the answer.
+func earlyDeadlineMidAnswer(t *testing.T) bool {
+	started, more := make(chan struct{}), make(chan struct{})
 	srv := newRawServer(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		for n := 0; ; n++ {
+		for {
 			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
 			io.Copy(io.Discard, req.Body)
-			if n == 0 {
+			if req.Header.Get("X-Seq") == "0" {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 				continue
 			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-			for range 8 {
-				time.Sleep(80 * time.Millisecond)
-				io.WriteString(c, "5\r\nchunk\r\n")
-			}
-			io.WriteString(c, "0\r\n\r\n")
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n")
+			close(started)
+			<-more
+			io.WriteString(c, "4\r\nmore\r\n0\r\n\r\n")
 		}
 	})
-	s := newSender(t, SenderConfig{URL: srv.URL(), Timeout: time.Second})
+	s := newSender(t, SenderConfig{URL: srv.URL(), Timeout: time.Minute, IdleTimeout: 500 * time.Millisecond})
 	st := s.Stats()
-	t0 := time.Now()
 	s.Send(request(t, testClient, 0, ""), nil)
 	waitFor(t, "first answer", func() bool { return st.Mirrored.Load() == 1 })
-	// The second goes out after 600ms: the deadline left at the first's
-	// (t0+1s) passes while its answer streams, until about t0+1.24s.
-	time.Sleep(time.Until(t0.Add(600 * time.Millisecond)))
 	s.Send(request(t, testClient, 1, ""), nil)
+	<-started
+	reached := st.ConnectionsOpened.Load() == 1 && s.rearms.Load() == 0
+	if reached {
+		waitFor(t, "the early deadline", func() bool { return s.rearms.Load() > 0 })
+	}
+	close(more)
 	waitFor(t, "second answer", func() bool { return st.Mirrored.Load()+failures(st) == 2 })
 	closeSender(t, s)
-	checkStats(t, st, map[string]uint64{"mirrored": 2, "opened": 1})
+	checkStats(t, st, map[string]uint64{"mirrored": 2})
+	return reached
+}
+
+// smallBufferServer is a raw shadow whose sockets take little before they
+// are full (its receive buffer set on the listener, so that the window it
+// advertises is small from the handshake on).
+func smallBufferServer(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { handle(c) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// smallSendBuffer dials with a small send buffer.
+func smallSendBuffer(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err == nil {
+		err = c.(*net.TCPConn).SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// Send writes a small request on an idle connection itself, but never
+// waits for the socket: when the shadow stopped reading and the socket
+// buffers are full, Send returns at once, the rest goes to a writer
+// goroutine, and the request ends by its Timeout. So on a TCP connection
+// (written without waiting) and on any other (written within a short
+// deadline).
+func TestSendDoesNotWaitOnSocket(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	}{
+		{"tcp", smallSendBuffer},
+		{"wrapped", func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := smallSendBuffer(ctx, network, addr)
+			return countingConn{c, new(atomic.Int64)}, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stop := make(chan struct{})
+			url := smallBufferServer(t, func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				<-stop // reads nothing more
+			})
+			defer close(stop)
+			s := newSender(t, SenderConfig{URL: url, Timeout: 3 * time.Second, Dial: tc.dial})
+			st := s.Stats()
+			s.Send(request(t, testClient, 0, ""), nil)
+			waitFor(t, "first answer", func() bool { return st.Mirrored.Load() == 1 })
+
+			// Small enough to be written by Send, larger than what the
+			// buffers take.
+			r := request(t, testClient, 1, strings.Repeat("b", directWriteMax-2048))
+			if int64(len(r.Raw)) > directWriteMax-1024 {
+				t.Fatalf("the request (%d bytes) would not be written by Send", len(r.Raw))
+			}
+			returned := make(chan bool)
+			go func() { returned <- s.Send(r, nil) }()
+			select {
+			case ok := <-returned:
+				if !ok {
+					t.Fatal("Send dropped the request")
+				}
+			case <-time.After(1500 * time.Millisecond):
+				t.Fatal("Send waits for the socket")
+			}
+			waitFor(t, "the timeout", func() bool { return failures(st) == 1 })
+			closeSender(t, s)
+			checkStats(t, st, map[string]uint64{"mirrored": 1, "failed_timeout": 1, "closed_timeout": 1, "opened": 1})
+			if st.Sent.Load() != 1 {
+				t.Errorf("sent %d, want 1", st.Sent.Load())
+			}
+		})
+	}
 }

@@ -72,10 +72,11 @@ type h2conn struct {
 	wake   chan struct{} // capacity 1: there may be something to write
 	wdone  chan struct{} // closed when the writer goroutine has ended
 	// reads counts the frames read on streams (not stream 0): a stream
-	// that times out with none read since it started finds the connection
-	// hung, not itself slow. SETTINGS, PING and the connection's
-	// WINDOW_UPDATE do not count: a server's HTTP/2 layer sends them while
-	// its handlers hang, and SETTINGS ACK comes just after the start.
+	// that times out with none read since it started makes the sender
+	// PING the shadow, which may be gone rather than slow. SETTINGS, PING
+	// and the connection's WINDOW_UPDATE do not count: a server's HTTP/2
+	// layer sends them while its handlers hang, and SETTINGS ACK comes
+	// just after the start.
 	reads atomic.Uint64
 
 	// The reader's.
@@ -99,12 +100,16 @@ type h2conn struct {
 	dead       bool // takes no new stream
 	closing    bool // its socket is being closed
 	shut       bool // closed by Close: what it carries fails with FailShutdown
-	hung       bool // a stream timed out with nothing read since it started
-	goAway     bool // the shadow sent GOAWAY
-	causeSet   bool
-	cause      CloseCause
-	gauge      connGauge
-	idleUntil  time.Time
+	hung       bool // a PING went unanswered
+	// A PING sent when a stream timed out with nothing read on any stream
+	// since it started, and when the connection is taken for gone.
+	pingOut   bool
+	pingDue   time.Time
+	goAway    bool // the shadow sent GOAWAY
+	causeSet  bool
+	cause     CloseCause
+	gauge     connGauge
+	idleUntil time.Time
 
 	// The write side, guarded by s.mu.
 	cur             *h2stream // the stream startLocked is opening, for the visitors
@@ -151,6 +156,7 @@ type h2stream struct {
 	window int64  // what the shadow lets us send on it
 	reads  uint64 // the connection's reads when it started
 	hdrEnd int64  // where its HEADERS end in the connection's output
+	endAt  int64  // where its END_STREAM frame ends, once endSent
 
 	// A whole body: its pieces, and how far they are sent.
 	pieces   [][]byte
@@ -376,6 +382,9 @@ func (c *h2conn) settingsLocked(f *http2.SettingsFrame, w *h2work) error {
 		switch st.ID {
 		case http2.SettingMaxConcurrentStreams:
 			c.maxStreams = int(min(st.Val, unlimitedStreams))
+			if c.open {
+				c.s.peerStreams = c.maxStreams
+			}
 		case http2.SettingInitialWindowSize:
 			// Every open stream's window moves by the change, and may
 			// go below zero (RFC 9113 6.9.2).
@@ -579,10 +588,15 @@ func (c *h2conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 func (c *h2conn) onPing(f *http2.PingFrame) {
+	s := c.s
 	if f.IsAck() {
+		if f.Data == pingData {
+			s.mu.Lock()
+			c.pingOut = false
+			s.mu.Unlock()
+		}
 		return
 	}
-	s := c.s
 	s.mu.Lock()
 	// A shadow that pings without reading our answers gets no more.
 	if len(c.out) < maxBacklog {
@@ -606,6 +620,7 @@ func (c *h2conn) onReset(f *http2.RSTStreamFrame) {
 		if f.ErrCode == http2.ErrCodeRefusedStream && !rec.retried && st.resendable() {
 			rec.retried = true
 			s.stats.Retried.Add(1)
+			c.sentAgainLocked(st)
 			c.removeLocked(st, false)
 			c.freeStream(st)
 			redo := append(c.redo[:0], rec)
@@ -650,6 +665,7 @@ func (c *h2conn) onGoAway(f *http2.GoAwayFrame) {
 		if st.resendable() && rec.requeued < maxRequeues && (f.ErrCode == http2.ErrCodeNo || st.id != 1) {
 			rec.requeued++
 			s.stats.Requeued.Add(1)
+			c.sentAgainLocked(st)
 			c.removeLocked(st, false)
 			c.freeStream(st)
 			redo = append(redo, rec)
@@ -808,12 +824,26 @@ func (c *h2conn) shutLocked(w *h2work) {
 }
 
 // expireLocked fails c's streams whose Timeout ran out (RST_STREAM
-// CANCEL), or the whole connection when nothing was read from it since
-// such a stream started; and closes c once idle for IdleTimeout. It tells
+// CANCEL), PINGs the shadow when nothing was read from it since such a
+// stream started, and fails the whole connection when that PING goes
+// unanswered; and closes c once idle for IdleTimeout. It tells
 // due what comes next.
 func (c *h2conn) expireLocked(now time.Time, w *h2work, due func(time.Time)) {
 	if c.closing {
 		return
+	}
+	if c.pingOut {
+		if !now.Before(c.pingDue) {
+			// The shadow did not answer a PING: it is gone, not slow.
+			// The reader fails what the connection carries.
+			c.hung, c.dead, c.closing = true, true, true
+			if !c.causeSet {
+				c.causeSet, c.cause = true, CloseTimeout
+			}
+			w.closes = append(w.closes, c.raw)
+			return
+		}
+		due(c.pingDue)
 	}
 	if c.active == 0 {
 		if !now.Before(c.idleUntil) {
@@ -828,23 +858,34 @@ func (c *h2conn) expireLocked(now time.Time, w *h2work, due func(time.Time)) {
 		if st.ended {
 			continue
 		}
+		if st.bs != nil && !st.endSent {
+			// Still streaming: its Timeout starts at its end.
+			st.rec.deadline = now.Add(c.s.set.timeout)
+		}
 		if now.Before(st.rec.deadline) {
 			due(st.rec.deadline)
 			continue
 		}
-		if reads == st.reads {
-			// Not a slow answer: the shadow sent nothing at all since.
-			// The reader fails what the connection carries.
-			c.hung, c.dead, c.closing = true, true, true
-			if !c.causeSet {
-				c.causeSet, c.cause = true, CloseTimeout
-			}
-			w.closes = append(w.closes, c.raw)
-			return
+		if reads == st.reads && !c.pingOut {
+			// The shadow sent nothing on any stream since this one
+			// started: a PING tells a shadow whose handlers are slow
+			// from one that is gone.
+			c.pingOut, c.pingDue = true, now.Add(min(c.s.set.timeout, maxPingWait))
+			c.out = appendFrameHeader(c.out, 8, http2.FramePing, 0, 0)
+			c.out = append(c.out, pingData[:]...)
+			w.kick(c)
+			due(c.pingDue)
 		}
 		c.resetLocked(st, http2.ErrCodeCancel, FailTimeout, now, w)
 	}
 }
+
+// maxPingWait bounds how long the PING that expireLocked sends waits for
+// its ACK before the connection is taken for gone.
+const maxPingWait = 5 * time.Second
+
+// pingData is the payload of the sender's PINGs.
+var pingData = [8]byte{'s', 'h', 'a', 'd', 'o', 'w', 't', 'e'}
 
 // sortedStreamsLocked returns c's streams in the order they were opened.
 func (c *h2conn) sortedStreamsLocked() []*h2stream {
@@ -907,6 +948,7 @@ func (c *h2conn) fail(err error) {
 		case st.hdrEnd > c.flushed && st.resendable() && rec.requeued < maxRequeues:
 			rec.requeued++
 			s.stats.Requeued.Add(1)
+			c.sentAgainLocked(st)
 			c.removeLocked(st, false)
 			c.freeStream(st)
 			redo = append(redo, rec)
@@ -986,14 +1028,40 @@ func (c *h2conn) startLocked(rec *record, now time.Time) {
 	st.hdrEnd = c.outBase + int64(len(c.out))
 	switch {
 	case end:
-		st.endSent = true
-		c.ends++
+		c.endSentLocked(st)
 	case st.bs != nil:
 		c.pumpq = append(c.pumpq, st)
 	default:
 		c.queueLocked(st)
 	}
 	s.armLocked(rec.deadline, now)
+}
+
+// endSentLocked notes that st's last frame is in the output: the next
+// flush counts it in Stats.Sent, unless a write of it counted before (it
+// was sent again).
+func (c *h2conn) endSentLocked(st *h2stream) {
+	st.endSent, st.endAt = true, c.outBase+int64(len(c.out))
+	if st.bs != nil {
+		// A streamed request's Timeout counts from its end, as Envoy's
+		// route timeout does: a long client stream (gRPC's) is not cut
+		// while it lasts.
+		now := time.Now()
+		st.rec.deadline = now.Add(c.s.set.timeout)
+		c.s.armLocked(st.rec.deadline, now)
+	}
+	if c.s.sent.first(st.rec) {
+		c.ends++
+	}
+}
+
+// sentAgainLocked is called when st's request goes back in line: if its
+// last frame was written, and so counted in Stats.Sent, the next write of
+// it does not count.
+func (c *h2conn) sentAgainLocked(st *h2stream) {
+	if st.endSent && st.endAt <= c.flushed {
+		c.s.sent.add(st.rec)
+	}
 }
 
 // appendBlockLocked appends a header block as HEADERS and as many
@@ -1097,8 +1165,7 @@ func (c *h2conn) sendFrameLocked(st *h2stream) sendState {
 			st.ci, st.cof = st.ci+1, 0
 		}
 		if last {
-			st.endSent = true
-			c.ends++
+			c.endSentLocked(st)
 			return sendDone
 		}
 		return sendMore
@@ -1113,8 +1180,7 @@ func (c *h2conn) sendFrameLocked(st *h2stream) sendState {
 		return sendBlocked
 	}
 	c.appendEndLocked(st)
-	st.endSent = true
-	c.ends++
+	c.endSentLocked(st)
 	return sendDone
 }
 
@@ -1301,7 +1367,9 @@ func (c *h2conn) startPumpsLocked() {
 		case st.ended:
 		case st.hdrEnd <= c.flushed:
 			st.pumped = true
-			ctx, cancel := context.WithDeadline(c.ctx, st.rec.deadline)
+			// No deadline: a streamed request's Timeout starts at its
+			// end, and the stream's end (whatever the cause) cancels.
+			ctx, cancel := context.WithCancel(c.ctx)
 			st.cancel = cancel
 			s.wg.Add(1)
 			go c.pump(st, ctx)
@@ -1318,8 +1386,8 @@ func (c *h2conn) startPumpsLocked() {
 // that the request holds at most one batch beside the stream's own buffer
 // however long it lasts. A body that ends early (the client reset its
 // stream, or the stream overflowed) resets the shadow's stream with
-// CANCEL and fails the request as aborted. The stream's Timeout, or its
-// end, stops the goroutine.
+// CANCEL and fails the request as aborted. The stream's end, or its
+// connection's, stops the goroutine.
 func (c *h2conn) pump(st *h2stream, ctx context.Context) {
 	s := c.s
 	defer s.wg.Done()
@@ -1329,7 +1397,7 @@ func (c *h2conn) pump(st *h2stream, ctx context.Context) {
 		chunks, err := bs.Next(ctx)
 		s.mu.Lock()
 		if st.ended || ctx.Err() != nil {
-			// Its end cancelled bs; a Timeout is the timer's to count.
+			// Its end cancelled ctx, and is counted where it ended.
 			s.mu.Unlock()
 			return
 		}

@@ -635,6 +635,8 @@ func checkStats(t *testing.T, st *Stats, want map[string]uint64) {
 			got = sn.Queued
 		case k == "mirrored":
 			got = sn.Mirrored
+		case k == "sent":
+			got = sn.Sent
 		case k == "retried":
 			got = sn.Retried
 		case k == "requeued":

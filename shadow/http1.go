@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpmsg"
@@ -11,11 +12,14 @@ import (
 
 // directWriteMax is the largest request that the goroutine which assigns it
 // to an idle connection writes itself (Send, on the capture path, or a
-// connection's reader). An established TCP connection with nothing queued
-// takes that much into its socket buffer at once (Linux sizes the send
-// buffer from the congestion window, over 40 KiB on a fresh connection),
-// so the write does not wait. Larger requests, streamed bodies and requests
-// pipelined behind others go to a writer goroutine.
+// connection's reader), by one write that never waits (writeDirect). An
+// established TCP connection with nothing queued takes that much into its
+// socket buffer at once (Linux sizes the send buffer from the congestion
+// window, over 40 KiB on a fresh connection), so that the write is usually
+// whole; what the socket does not take (a shadow that stopped reading) goes
+// to a writer goroutine. Larger requests, streamed bodies, requests
+// pipelined behind others and every request on a TLS connection go to a
+// writer goroutine.
 const directWriteMax = 32 << 10
 
 // maxKeptWriteBuffer is the largest write buffer a connection keeps between
@@ -30,7 +34,8 @@ const maxKeptWriteBuffer = 64 << 10
 // and nothing else.
 //
 // A request costs one write and one wake-up when a connection is idle: the
-// caller of Send writes it (it is small and the socket is empty), and the
+// caller of Send writes it (it is small, the connection plain TCP, and the
+// write one that never waits on the socket), and the
 // connection's reader goroutine, parked in the netpoller, reads the answer,
 // counts it and takes the next waiting request itself. Requests that find
 // no idle connection wait in a bounded line (MaxPending) that freed and new
@@ -62,6 +67,11 @@ type HTTP1Sender struct {
 	flows      map[flowKey]*flow
 	bo         backoff
 	timerAt    time.Time // when timer fires, zero when stopped
+	sent       sentOnce  // requests counted in Stats.Sent and put back in line
+
+	// rearms counts the read timeouts that came before what was due (a
+	// deadline left early) and were moved on (connReader).
+	rearms atomic.Uint64
 
 	closeDone chan struct{}
 	closeErr  error
@@ -268,7 +278,7 @@ func (s *HTTP1Sender) assignLocked(c *h1conn, rec *record) bool {
 	if wasIdle {
 		c.armReadLocked(rec.deadline)
 	}
-	if wasIdle && !c.writing && rec.size <= directWriteMax-1024 && rec.req.Stream() == nil {
+	if wasIdle && !c.writing && c.plain && rec.size <= directWriteMax-1024 && rec.req.Stream() == nil {
 		c.writing = true
 		c.nwritten++
 		c.armWriteLocked(rec.deadline)
@@ -379,6 +389,14 @@ func (s *HTTP1Sender) removeIdleLocked(c *h1conn) {
 	c.idleIdx = -1
 }
 
+// sentAgainLocked is called when rec goes back in line after c failed: if
+// its write was counted in Stats.Sent, the next one is not.
+func (s *HTTP1Sender) sentAgainLocked(rec *record) {
+	if rec.wdone && rec.werr == nil {
+		s.sent.add(rec)
+	}
+}
+
 // addWaiting moves the count of waiting requests, and wakes a Send that
 // waits for room when it falls.
 func (s *HTTP1Sender) addWaiting(d int) {
@@ -393,6 +411,7 @@ func (s *HTTP1Sender) addWaiting(d int) {
 // the ledger counts it once the lock is released (flush).
 func (s *HTTP1Sender) endLocked(rec *record, o outcome, now time.Time, w *work) {
 	w.ends = append(w.ends, ending{rec, o})
+	s.sent.forget(rec)
 	f := rec.flow
 	if f == nil {
 		return

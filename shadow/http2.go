@@ -69,6 +69,7 @@ type HTTP2Sender struct {
 	flows      map[flowKey]*flow
 	bo         backoff
 	timerAt    time.Time // when timer fires, zero when stopped
+	sent       sentOnce  // requests counted in Stats.Sent and put back in line
 	// peerStreams is the SETTINGS_MAX_CONCURRENT_STREAMS of the last
 	// connection opened: what a connection being opened is expected to
 	// carry, so that a burst does not dial one connection per request.
@@ -284,10 +285,16 @@ func (s *HTTP2Sender) roomLocked() int {
 // are expected to carry, within MaxConnections and MaxRequests, unless
 // dialling backs off.
 func (s *HTTP2Sender) maybeDialLocked(now time.Time) {
+	if s.peerStreams == 0 && len(s.conns) > 0 {
+		// The shadow takes no stream now (SETTINGS_MAX_CONCURRENT_STREAMS
+		// 0, RFC 9113 6.5.2): another connection would be told the same.
+		// The requests wait for it to allow streams, or for their Timeout.
+		return
+	}
 	room := s.roomLocked()
-	for s.pending.len() > room+s.connecting*s.peerStreams &&
+	for s.pending.len() > room+s.expectedLocked() &&
 		len(s.conns)+s.connecting < s.set.maxConns &&
-		s.inFlight+room+s.connecting*s.peerStreams < s.set.maxRequests &&
+		s.inFlight+room+s.expectedLocked() < s.set.maxRequests &&
 		!s.aborting && !s.bo.active(now) {
 		s.connecting++
 		s.stats.ConnectionsConnecting.Add(1)
@@ -295,6 +302,13 @@ func (s *HTTP2Sender) maybeDialLocked(now time.Time) {
 		s.wg.Add(1)
 		go c.run()
 	}
+}
+
+// expectedLocked is how many streams the connections being opened are
+// expected to carry: at least one each, so that a shadow that allowed none
+// on its last connection does not make every pending request dial.
+func (s *HTTP2Sender) expectedLocked() int {
+	return s.connecting * max(s.peerStreams, 1)
 }
 
 // dialFailed is a dial or handshake that failed: dialling backs off, and
@@ -312,7 +326,7 @@ func (s *HTTP2Sender) dialFailed(reason FailReason) {
 		s.bo.failed(now)
 	}
 	if len(s.conns) == 0 {
-		for s.pending.len() > s.connecting*s.peerStreams {
+		for s.pending.len() > s.expectedLocked() {
 			rec := s.pending.popFront()
 			s.addWaiting(-1)
 			s.endLocked(rec, outcome{fail: reason}, now, &w)
@@ -338,6 +352,7 @@ func (s *HTTP2Sender) addWaiting(d int) {
 // the ledger counts it once the lock is released (flush).
 func (s *HTTP2Sender) endLocked(rec *record, o outcome, now time.Time, w *h2work) {
 	w.ends = append(w.ends, ending{rec, o})
+	s.sent.forget(rec)
 	f := rec.flow
 	if f == nil {
 		return

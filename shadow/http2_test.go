@@ -505,7 +505,8 @@ func TestHTTP2GoAway(t *testing.T) {
 	}
 	waitFor(t, "all ended", func() bool { return ended(s.Stats()) == 3 })
 	closeH2(t, s)
-	checkStats(t, s.Stats(), map[string]uint64{"mirrored": 2, "failed_reset": 1, "requeued": 1, "opened": 2, "retried": 0})
+	// The request sent again counts once in Sent.
+	checkStats(t, s.Stats(), map[string]uint64{"mirrored": 2, "failed_reset": 1, "requeued": 1, "opened": 2, "retried": 0, "sent": 3})
 	var got []string
 	answered.Range(func(k, _ any) bool { got = append(got, k.(string)); return true })
 	slices.Sort(got)
@@ -619,16 +620,72 @@ func TestHTTP2Timeouts(t *testing.T) {
 		closeH2(t, s)
 		checkStats(t, s.Stats(), map[string]uint64{"mirrored": 2, "failed_timeout": 1, "opened": 1, "closed_timeout": 0})
 	})
-	t.Run("hung", func(t *testing.T) {
-		sh := newH2Shadow(t, &h2Shadow{})
+	t.Run("handlers hang", func(t *testing.T) {
+		// The shadow's HTTP/2 layer answers the PING: its connection
+		// stays, and carries the next request.
+		sh := newH2Shadow(t, &h2Shadow{handle: func(sc *h2ServerConn, r *h2Req) {
+			if seqOf(r) == "after" {
+				sc.answer(r.id, "200", "")
+			}
+		}})
 		s := newH2Sender(t, SenderConfig{URL: sh.URL(), Timeout: 300 * time.Millisecond})
 		for i := range 3 {
 			s.Send(h2Fake(strconv.Itoa(i), "b"), nil)
 		}
 		waitFor(t, "all ended", func() bool { return ended(s.Stats()) == 3 })
+		time.Sleep(400 * time.Millisecond) // past the PING's wait
+		s.Send(h2Fake("after", ""), nil)
+		waitFor(t, "ended", func() bool { return ended(s.Stats()) == 4 })
 		closeH2(t, s)
-		checkStats(t, s.Stats(), map[string]uint64{"failed_timeout": 3, "opened": 1, "closed_timeout": 1})
+		checkStats(t, s.Stats(), map[string]uint64{"failed_timeout": 3, "mirrored": 1, "opened": 1, "closed_timeout": 0})
 	})
+	t.Run("gone", func(t *testing.T) {
+		// The shadow reads but answers nothing, not even a PING: its
+		// connection is closed, and the next request gets another.
+		var conns atomic.Int32
+		live := &h2Shadow{handle: func(sc *h2ServerConn, r *h2Req) { sc.answer(r.id, "200", "") }}
+		srv := newRawServer(t, func(c net.Conn) {
+			if conns.Add(1) == 1 {
+				http2.NewFramer(c, c).WriteSettings()
+				io.Copy(io.Discard, c)
+				return
+			}
+			live.serve(c)
+		})
+		s := newH2Sender(t, SenderConfig{URL: srv.URL(), Timeout: 300 * time.Millisecond})
+		for i := range 3 {
+			s.Send(h2Fake(strconv.Itoa(i), "b"), nil)
+		}
+		waitFor(t, "all ended", func() bool { return ended(s.Stats()) == 3 })
+		waitFor(t, "the connection closed", func() bool { return s.Stats().ConnectionsOpen.Load() == 0 })
+		s.Send(h2Fake("after", ""), nil)
+		waitFor(t, "ended", func() bool { return ended(s.Stats()) == 4 })
+		closeH2(t, s)
+		checkStats(t, s.Stats(), map[string]uint64{"failed_timeout": 3, "mirrored": 1, "opened": 2, "closed_timeout": 1})
+	})
+}
+
+// TestHTTP2StreamOutlastsTimeout: a streamed request's Timeout counts
+// from its end: a client stream that lasts longer than Timeout is not cut,
+// and is answered.
+func TestHTTP2StreamOutlastsTimeout(t *testing.T) {
+	sh := newH2Shadow(t, &h2Shadow{handle: func(sc *h2ServerConn, r *h2Req) { sc.answer(r.id, "200", "") }})
+	s := newH2Sender(t, SenderConfig{URL: sh.URL(), Timeout: 200 * time.Millisecond})
+	f := h2Fake("long", "")
+	f.method = "POST"
+	f.stream = httpmsg.NewBodyStream(1 << 16)
+	s.Send(f, nil)
+	for i := range 5 {
+		f.stream.Write([]byte("part" + strconv.Itoa(i)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.stream.End(nil)
+	waitFor(t, "ended", func() bool { return ended(s.Stats()) == 1 })
+	closeH2(t, s)
+	checkStats(t, s.Stats(), map[string]uint64{"mirrored": 1, "failed_timeout": 0})
+	if r := sh.all(); len(r) != 1 || string(r[0].body) != "part0part1part2part3part4" {
+		t.Errorf("the shadow got %d requests, %q", len(r), r[0].body)
+	}
 }
 
 // TestHTTP2StreamAborted: a streaming request whose client resets its
@@ -740,5 +797,31 @@ func TestHTTP2RandomLoad(t *testing.T) {
 	}
 	if st.ConnectionsOpened.Load() > 3 {
 		t.Errorf("%d connections opened", st.ConnectionsOpened.Load())
+	}
+}
+
+// TestHTTP2NoStreamsAllowed: a shadow that allows no stream
+// (SETTINGS_MAX_CONCURRENT_STREAMS 0) gets one connection, not one per
+// waiting request; the requests wait for their Timeout.
+func TestHTTP2NoStreamsAllowed(t *testing.T) {
+	sh := newH2Shadow(t, &h2Shadow{settings: []http2.Setting{{ID: http2.SettingMaxConcurrentStreams, Val: 0}}})
+	s := newH2Sender(t, SenderConfig{URL: sh.URL(), MaxConnections: 16, Timeout: 300 * time.Millisecond})
+	waitFor(t, "first connection", func() bool {
+		s.Send(h2Fake("0", ""), nil)
+		return s.Stats().ConnectionsOpen.Load() == 1
+	})
+	for i := range 20 {
+		s.Send(h2Fake(strconv.Itoa(i+1), ""), nil)
+	}
+	waitFor(t, "all ended", func() bool { return s.Stats().Queued.Load() == ended(s.Stats()) })
+	closeH2(t, s)
+	if n := sh.conns.Load(); n != 1 {
+		t.Errorf("%d connections to a shadow that allows no stream, want 1", n)
+	}
+	if got := sh.all(); len(got) != 0 {
+		t.Errorf("%d streams opened against SETTINGS_MAX_CONCURRENT_STREAMS 0", len(got))
+	}
+	if sn := s.Stats().Snapshot(); sn.Failed["timeout"] != sn.Queued {
+		t.Errorf("want every request failed by its timeout: %v", sn)
 	}
 }

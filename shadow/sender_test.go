@@ -382,6 +382,28 @@ func TestSenderStreamAborted(t *testing.T) {
 	}
 }
 
+// A streamed body's Timeout counts from its end: a body that streams for
+// longer than Timeout is not cut, and its answer is waited for.
+func TestSenderStreamOutlastsTimeout(t *testing.T) {
+	ts, rc := newRecordingServer(t, false, nil)
+	s := newSender(t, SenderConfig{URL: ts.URL, Timeout: 200 * time.Millisecond})
+	up := newFake("POST", "a", "/up")
+	up.stream = httpmsg.NewBodyStream(1 << 10)
+	s.Send(up, nil)
+	for i := range 5 {
+		up.stream.Write([]byte(fmt.Sprintf("part%d;", i)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	up.stream.End(nil)
+	st := s.Stats()
+	waitFor(t, "the end", func() bool { return st.Mirrored.Load()+failures(st) == 1 })
+	closeSender(t, s)
+	checkStats(t, st, map[string]uint64{"mirrored": 1, "failed_timeout": 0})
+	if reqs := rc.all(); len(reqs) != 1 || reqs[0].Body != "part0;part1;part2;part3;part4;" {
+		t.Errorf("the shadow got %+v", reqs)
+	}
+}
+
 // The Answer callback gets every request's end once, with its tag: the
 // answer's status, fields in order, trailers and body up to the cap, or why
 // it failed.

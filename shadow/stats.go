@@ -103,8 +103,11 @@ const (
 // queued) or in Queued; once Close has returned, every queued request has
 // been counted exactly once in Mirrored or Failed.
 type Stats struct {
-	Queued   atomic.Uint64 // requests accepted by Send
-	Sent     atomic.Uint64 // request writes that succeeded (a request sent again counts again)
+	Queued atomic.Uint64 // requests accepted by Send
+	// Sent counts requests written whole to the shadow (HTTP/2: up to
+	// their END_STREAM), once per request: one written again (Retried,
+	// Requeued) counts once.
+	Sent     atomic.Uint64
 	Mirrored atomic.Uint64 // requests whose complete response was read
 	// Retried counts requests sent again on a fresh connection where
 	// net/http's Transport would retry: the connection had been used
@@ -146,6 +149,36 @@ type Stats struct {
 	// their trailers, or in the headers of a trailers-only answer): codes
 	// 0..MaxGRPCStatus, then the other values.
 	grpc [MaxGRPCStatus + 2]atomic.Uint64
+}
+
+// sentOnce is what makes Stats.Sent count a request once: the requests
+// counted already that went back in line, until they end. A sender guards
+// it with its lock; it is empty (and costs nothing) unless requests are
+// sent again.
+type sentOnce map[*record]struct{}
+
+// add notes that rec was counted.
+func (m *sentOnce) add(rec *record) {
+	if *m == nil {
+		*m = sentOnce{}
+	}
+	(*m)[rec] = struct{}{}
+}
+
+// first reports whether a write of rec is the first to count.
+func (m sentOnce) first(rec *record) bool {
+	if len(m) == 0 {
+		return true
+	}
+	_, ok := m[rec]
+	return !ok
+}
+
+// forget drops rec, which ended.
+func (m sentOnce) forget(rec *record) {
+	if len(m) > 0 {
+		delete(m, rec)
+	}
 }
 
 // MaxGRPCStatus is the highest gRPC status code (UNAUTHENTICATED); the
