@@ -44,117 +44,155 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
+	r := &run{cfg: &cfg, log: cfg.Logger}
+	if err := r.loadRules(); err != nil {
+		return nil, err
+	}
+	if err := r.startCapture(); err != nil {
+		return nil, err
+	}
+	if err := r.announce(); err != nil {
+		return r.stop(), err
+	}
+	runErr := waitEnd(ctx, r.live, r.st, cfg.StatsInterval, r.log)
+	return r.stop(), runErr
+}
 
-	// The rules: from a file that is watched, or from the command line.
-	m := newMirror(log, cfg.DrainTimeout)
-	st := &stats{start: time.Now(), mirror: m}
+// run is one Run: the kernel feeds the pipeline (reassembly, framing),
+// which feeds the mirror (rules, senders); stats reads them all.
+type run struct {
+	cfg        *Config
+	log        *slog.Logger
+	m          *mirror
+	st         *stats
+	pipe       *Pipeline
+	live       Capture
+	stopReload func()
+	metrics    *metricsServer
+}
+
+// loadRules sets up the mirror with the rules, from a file that is watched
+// or from the command line, and the comparison they ask for.
+func (r *run) loadRules() error {
+	cfg := r.cfg
+	r.m = newMirror(r.log, cfg.DrainTimeout)
+	r.st = &stats{start: time.Now(), mirror: r.m}
 	initial := cfg.Rules
 	if initial == nil && cfg.RulesPath != "" {
 		// Whether answers are compared decides what the kernel copies:
 		// read it before anything starts.
 		f, err := config.Load(cfg.RulesPath)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		initial = f
 	}
-	comparing, err := setupCompare(m, cfg.Compare, cfg.CompareAll, initial, false)
+	comparing, err := setupCompare(r.m, cfg.Compare, cfg.CompareAll, initial, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg.Capture.Answers = comparing
-	var live Capture
-	apply := func(f *config.File) error {
-		// New rules reach the routes first, then the kernel filter, so
-		// that new ports find their rule.
-		if err := m.apply(f); err != nil {
-			return err
-		}
-		if live == nil {
-			return nil
-		}
-		return live.SetFilter(f.Ports(), f.Destinations())
+	if cfg.RulesPath == "" {
+		return r.apply(cfg.Rules)
 	}
-	if cfg.RulesPath != "" {
-		st.reloads = config.NewReloader(cfg.RulesPath, apply, log)
-		f, err := st.reloads.Load()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Rules = f
-		cfg.Capture.Ports, cfg.Capture.Destinations = f.Ports(), f.Destinations()
-	} else if err := apply(cfg.Rules); err != nil {
-		return nil, err
+	r.st.reloads = config.NewReloader(cfg.RulesPath, r.apply, r.log)
+	f, err := r.st.reloads.Load()
+	if err != nil {
+		return err
 	}
+	cfg.Rules = f
+	cfg.Capture.Ports, cfg.Capture.Destinations = f.Ports(), f.Destinations()
+	return nil
+}
 
-	// Kernel -> pipeline (reassembly, framing) -> mirror (rules, senders).
-	pipe := NewPipeline(PipelineConfig{
+// apply puts rules in force: they reach the routes first, then the kernel
+// filter, so that new ports find their rule.
+func (r *run) apply(f *config.File) error {
+	if err := r.m.apply(f); err != nil {
+		return err
+	}
+	if r.live == nil {
+		return nil
+	}
+	return r.live.SetFilter(f.Ports(), f.Destinations())
+}
+
+// startCapture starts the pipeline and the capture that feeds it, then
+// the watch of the rules file.
+func (r *run) startCapture() error {
+	cfg := r.cfg
+	r.pipe = NewPipeline(PipelineConfig{
 		Shards:     cfg.Shards,
 		Backlog:    cfg.Backlog,
 		Live:       true,
-		Reassembly: cfg.Limits.reassemblyConfig(&st.reassembly),
-		Framing:    m.framingConfig(cfg.Limits),
-		HTTP2:      m.http2Config(cfg.Limits),
-		Answers:    m.answersConfig(cfg.Limits),
-		Stats:      &st.capture,
+		Reassembly: cfg.Limits.reassemblyConfig(&r.st.reassembly),
+		Framing:    r.m.framingConfig(cfg.Limits),
+		HTTP2:      r.m.http2Config(cfg.Limits),
+		Answers:    r.m.answersConfig(cfg.Limits),
+		Stats:      &r.st.capture,
 	})
-	live, err = cfg.StartCapture(cfg.Capture, pipe, log)
+	live, err := cfg.StartCapture(cfg.Capture, r.pipe, r.log)
 	if err != nil {
-		pipe.Close()
-		m.close(closedContext())
-		return nil, err
+		r.pipe.Close()
+		r.m.close(closedContext())
+		return err
 	}
-	st.live, st.interfaces = live.Stats, live.Interfaces
+	r.live = live
+	r.st.live, r.st.interfaces = live.Stats, live.Interfaces
+	r.stopReload = watchRules(r.st.reloads, cfg.Hup, r.log)
+	return nil
+}
 
-	stopReload := watchRules(st.reloads, cfg.Hup, log)
-	var metrics *metricsServer
-	// stop undoes everything in order and yields the summary.
-	stop := func() *Summary {
-		if metrics != nil {
-			metrics.ready.Store(false)
-		}
-		stopReload()
-		live.Stop()
-		pipe.Close()
-		drain, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
-		defer cancel()
-		if err := m.close(drain); err != nil {
-			log.Warn("shadow drain", "err", err)
-		}
-		// Every exchange has its answers now: compare the last ones.
-		m.closeCompare()
-		if metrics != nil {
-			metrics.close()
-		}
-		if cfg.ReadyFile != "" {
-			os.Remove(cfg.ReadyFile)
-		}
-		sum := st.summary()
-		live.Close()
-		return sum
-	}
-
-	ready := Ready{PID: os.Getpid(), Interfaces: live.Interfaces()}
+// announce serves the metrics and writes the ready file: the tee is up.
+func (r *run) announce() error {
+	cfg := r.cfg
+	ready := Ready{PID: os.Getpid(), Interfaces: r.live.Interfaces()}
 	if cfg.MetricsAddr != "" {
-		metrics, err = startMetrics(cfg.MetricsAddr, newCollector(st.summary), cfg.Pprof, m.compareHandler())
+		metrics, err := startMetrics(cfg.MetricsAddr, newCollector(r.st.summary), cfg.Pprof, r.m.compareHandler())
 		if err != nil {
-			return stop(), fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
+			return fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
 		}
+		r.metrics = metrics
 		metrics.ready.Store(true)
 		ready.MetricsAddr = metrics.addr
-		log.Info("serving metrics", "addr", metrics.addr)
+		r.log.Info("serving metrics", "addr", metrics.addr)
 	}
 	if cfg.ReadyFile != "" {
 		if err := writeReady(cfg.ReadyFile, ready); err != nil {
-			return stop(), fmt.Errorf("ready file: %w", err)
+			return fmt.Errorf("ready file: %w", err)
 		}
 	}
-	for _, r := range cfg.Rules.Rules {
-		log.Info("mirroring", "rule", r.Name, "shadow", r.Shadow.URL, "percent", r.Percentage, "ports", r.Match.Ports)
+	for _, rule := range cfg.Rules.Rules {
+		r.log.Info("mirroring", "rule", rule.Name, "shadow", rule.Shadow.URL, "percent", rule.Percentage, "ports", rule.Match.Ports)
 	}
-	runErr := waitEnd(ctx, live, st, cfg.StatsInterval, log)
-	return stop(), runErr
+	return nil
+}
+
+// stop undoes everything in order and yields the summary.
+func (r *run) stop() *Summary {
+	cfg := r.cfg
+	if r.metrics != nil {
+		r.metrics.ready.Store(false)
+	}
+	r.stopReload()
+	r.live.Stop()
+	r.pipe.Close()
+	drain, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := r.m.close(drain); err != nil {
+		r.log.Warn("shadow drain", "err", err)
+	}
+	// Every exchange has its answers now: compare the last ones.
+	r.m.closeCompare()
+	if r.metrics != nil {
+		r.metrics.close()
+	}
+	if cfg.ReadyFile != "" {
+		os.Remove(cfg.ReadyFile)
+	}
+	sum := r.st.summary()
+	r.live.Close()
+	return sum
 }
 
 // watchRules reloads the rules on file change and SIGHUP until the returned

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shadowtee/shadowtee/httpframe"
 	"github.com/shadowtee/shadowtee/httpmsg"
+	"github.com/shadowtee/shadowtee/httpsyntax"
 )
 
 // DryRunRecord is one line of `replay --dry-run --output jsonl`: what would
@@ -133,8 +134,8 @@ func headerValue(b []byte, name string) string {
 			break
 		}
 		k, v, ok := bytes.Cut(line, []byte(":"))
-		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte(name)) {
-			return string(bytes.TrimSpace(v))
+		if ok && httpsyntax.EqualFold(k, name) {
+			return string(httpsyntax.TrimOWS(v))
 		}
 	}
 	return ""

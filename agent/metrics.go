@@ -140,6 +140,17 @@ var families = []family{
 				emit(float64(r.Shadow.Mirrored), r.Name, "mirrored")
 			}
 		}},
+	{"rule_shadow_requests_total", prometheus.CounterValue, "Requests of each rule by the protocol spoken to the shadow (http1, http2): queued, mirrored, failed.", []string{"rule", "proto", "result"},
+		func(s *Summary, emit func(float64, ...string)) {
+			for _, r := range s.Rules {
+				for _, proto := range []string{"http1", "http2"} {
+					c := r.ByProto[proto]
+					emit(float64(c.Queued), r.Name, proto, "queued")
+					emit(float64(c.Mirrored), r.Name, proto, "mirrored")
+					emit(float64(c.Failed), r.Name, proto, "failed")
+				}
+			}
+		}},
 	{"requests_dropped_total", prometheus.CounterValue, "Requests not sent to the shadow, by rule and reason (overflow: past a circuit breaker or the byte budget).", []string{"rule", "reason"},
 		func(s *Summary, emit func(float64, ...string)) {
 			for _, r := range s.Rules {

@@ -194,6 +194,8 @@ func TestMetricsEveryFamily(t *testing.T) {
 		{"requests_skipped_total", []string{"reason", "sampled"}, 2},
 		{"requests_aborted_total", []string{"reason", "h2_reset"}, 3},
 		{"rule_requests_total", []string{"rule", "web", "result", "matched"}, 5},
+		{"rule_shadow_requests_total", []string{"rule", "web", "proto", "http2", "result", "mirrored"}, 1},
+		{"rule_shadow_requests_total", []string{"rule", "web", "proto", "http1", "result", "queued"}, 0},
 		{"requests_dropped_total", []string{"rule", "web", "reason", "overflow"}, 0},
 		{"shadow_latency_seconds", []string{"rule", "web"}, 1},
 		{"shadow_responses_total", []string{"rule", "web", "code", "201"}, 1},

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -25,6 +27,63 @@ func frame(m *mirror, server, raw string) {
 	p := httpframe.NewParser(m.framingConfig(Limits{}), netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort(server), false)
 	p.Data([]byte(raw), time.Now())
 	p.End()
+}
+
+// Many reloads that change a rule leak nothing: each replaced sender is
+// closed once its requests are done, so that goroutines and the rules'
+// statistics come back to what one rule set holds, and every request
+// reaches the shadow.
+func TestMirrorManyReloads(t *testing.T) {
+	recA, recB := recorder.New(nil), recorder.New(nil)
+	srvA, srvB := httptest.NewServer(recA), httptest.NewServer(recB)
+	defer srvA.Close()
+	defer srvB.Close()
+	m := newMirror(slog.Default(), 2*time.Second)
+	apply := func(url string) {
+		t.Helper()
+		f := &config.File{Rules: []config.Rule{rule("a", srvA.URL, 80), rule("b", url, 81)}}
+		if err := m.apply(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(srvA.URL)
+	frame(m, "198.18.0.2:81", "GET /warm HTTP/1.1\r\nHost: b.example\r\n\r\n")
+	if !recA.Wait(context.Background(), 1, 5*time.Second) {
+		t.Fatal("the first request was not mirrored")
+	}
+	m.retired.Wait()
+	base := runtime.NumGoroutine()
+	const reloads = 200
+	for i := range reloads {
+		url := srvA.URL
+		if i%2 == 0 {
+			url = srvB.URL
+		}
+		apply(url)
+		frame(m, "198.18.0.2:81", fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: b.example\r\n\r\n", i))
+	}
+	apply(srvA.URL)
+	if !recA.Wait(context.Background(), 1+reloads/2, 10*time.Second) || !recB.Wait(context.Background(), reloads/2, 10*time.Second) {
+		t.Fatalf("shadows got %d and %d of %d", recA.Len(), recB.Len(), 1+reloads)
+	}
+	m.retired.Wait()
+	// The shadows' keep-alive connections of the replaced senders are
+	// closed, on both sides, shortly after the senders are.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base+4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base+4 {
+		t.Errorf("%d goroutines after %d reloads, %d before", n, reloads, base)
+	}
+	if n := len(m.rules()); n != 2 {
+		t.Errorf("statistics kept for %d rules, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Reloading keeps the senders of unchanged rules, replaces changed ones

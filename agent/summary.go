@@ -84,11 +84,30 @@ type RuleSummary struct {
 	Matched    uint64          `json:"matched"`
 	SampledOut uint64          `json:"sampled_out"`
 	Shadow     shadow.Snapshot `json:"shadow"`
+	// ByProto splits Shadow by the protocol spoken to the shadow (http1,
+	// http2): a rule's shadow is reached by one sender of each.
+	ByProto map[string]ProtoCounts `json:"by_proto"`
 	// Secondary is what the rule's --compare-secondary sender did, when it
 	// has one.
 	Secondary *shadow.Snapshot `json:"secondary,omitempty"`
 
 	stats *shadow.Stats // for what the snapshot cannot carry: the latency buckets
+}
+
+// ProtoCounts is what one of a rule's senders did: requests queued for the
+// shadow, mirrored, and failed (sent without a complete answer).
+type ProtoCounts struct {
+	Queued   uint64 `json:"queued"`
+	Mirrored uint64 `json:"mirrored"`
+	Failed   uint64 `json:"failed"`
+}
+
+func protoCounts(st *shadow.Stats) ProtoCounts {
+	c := ProtoCounts{Queued: st.Queued.Load(), Mirrored: st.Mirrored.Load()}
+	for i := range st.Failed {
+		c.Failed += st.Failed[i].Load()
+	}
+	return c
 }
 
 // PacketSummary is what the kernel program and the ring's reader counted.
@@ -289,7 +308,8 @@ func (s *stats) summary() *Summary {
 		rs.AddTo(&all)
 		rule := RuleSummary{
 			Name: r.name, Matched: r.matched.Load(), SampledOut: r.sampledOut.Load(), Shadow: rs.Snapshot(),
-			stats: rs,
+			ByProto: map[string]ProtoCounts{"http1": protoCounts(&r.shadow), "http2": protoCounts(&r.shadow2)},
+			stats:   rs,
 		}
 		if r.secondary.Queued.Load() > 0 {
 			sn := r.secondary.Snapshot()

@@ -470,10 +470,7 @@ func readAnswer(br *bufio.Reader) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[8] != ' ' {
-		return 0, fmt.Errorf("bad status line %q", line)
-	}
-	status, ok := httpsyntax.ParseDecimal(line[9:12])
+	status, _, ok := httpsyntax.ParseStatusLine(bytes.TrimRight(line, "\r\n"))
 	if !ok {
 		return 0, fmt.Errorf("bad status line %q", line)
 	}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
 	"github.com/shadowtee/shadowtee/compare"
 	"github.com/shadowtee/shadowtee/internal/agentproc"
 	"github.com/shadowtee/shadowtee/internal/browser"
@@ -57,9 +60,8 @@ func api(changed bool) http.Handler {
 
 // apiTraffic sends rounds of requests to every endpoint, each request
 // repeated so that the primary's own noise can be learned.
-func apiTraffic(t *testing.T, e *env, rounds int) int {
+func apiTraffic(t *testing.T, c *http.Client, rounds int) int {
 	t.Helper()
-	c := e.client()
 	n := 0
 	for round := range rounds {
 		for _, path := range []string{"/users/1", "/users/2", "/orders/7", "/orders/8", "/health"} {
@@ -71,6 +73,9 @@ func apiTraffic(t *testing.T, e *env, rounds int) int {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if tr, ok := c.Transport.(*http.Transport); ok && tr.Protocols != nil && tr.Protocols.UnencryptedHTTP2() && resp.ProtoMajor != 2 {
+				t.Fatalf("round %d %s: answered over %s, not HTTP/2", round, path, resp.Proto)
+			}
 			n++
 		}
 	}
@@ -134,13 +139,28 @@ func checkPage(t *testing.T, url string, start func(*exec.Cmd) error) {
 // TestE2ECompare mirrors a real API to a changed release of it with
 // --compare: /api/compare and the /compare page name exactly the changed
 // endpoints. A recording of the same traffic, answers included, replayed
-// to the changed release writes a report that says the same.
+// to the changed release writes a report that says the same. So over
+// HTTP/1.1, and over h2c, where answers pair with requests by stream.
 func TestE2ECompare(t *testing.T) {
+	t.Run("http1", func(t *testing.T) { testCompare(t, false) })
+	t.Run("h2c", func(t *testing.T) { testCompare(t, true) })
+}
+
+func testCompare(t *testing.T, h2 bool) {
 	e := newEnv(t)
+	primary, shadowAPI := api(false), api(true)
+	c := e.client()
+	if h2 {
+		primary, shadowAPI = h2c.NewHandler(primary, &http2.Server{}), h2c.NewHandler(shadowAPI, &http2.Server{})
+		protocols := new(http.Protocols)
+		protocols.SetUnencryptedHTTP2(true)
+		c = &http.Client{Timeout: 20 * time.Second,
+			Transport: &http.Transport{DialContext: e.topo.Client.DialContext, Protocols: protocols}}
+	}
 	e.primaryServer.Close()
-	serveWhenFree(t, e.topo.Gateway, "[::]:8080", api(false))
+	serveWhenFree(t, e.topo.Gateway, "[::]:8080", primary)
 	e.shadowServer.Close()
-	serveWhenFree(t, e.topo.Shadow, sandbox.ShadowIPv4+":8000", api(true))
+	serveWhenFree(t, e.topo.Shadow, sandbox.ShadowIPv4+":8000", shadowAPI)
 	e.startAgent("--compare", "--summary", "json")
 	rec := filepath.Join(t.TempDir(), "api.pcapng")
 	var recOut, recErr lockedBuffer
@@ -153,7 +173,7 @@ func TestE2ECompare(t *testing.T) {
 		t.Fatalf("%v\n%s", err, recErr.String())
 	}
 
-	n := apiTraffic(t, e, 20)
+	n := apiTraffic(t, c, 20)
 	waitAccounted(t, e, n, 15*time.Second)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: e.topo.Gateway.DialContext}}
 	var report compare.Report
@@ -178,8 +198,19 @@ func TestE2ECompare(t *testing.T) {
 	t.Logf("live: %+v", report.Totals)
 	checkCompareReport(t, &report)
 	checkPage(t, "http://"+e.ready.MetricsAddr+"/compare", e.topo.Gateway.Start)
-	if m := e.metrics(); sumPrefix(m, `shadowtee_compare_total{endpoint="GET /users/{id}",rule="default",verdict="different"}`) == 0 {
+	m := e.metrics()
+	if sumPrefix(m, `shadowtee_compare_total{endpoint="GET /users/{id}",rule="default",verdict="different"}`) == 0 {
 		t.Errorf("shadowtee_compare_total has no different /users/{id}")
+	}
+	proto := "http1"
+	if h2 {
+		proto = "http2"
+	}
+	if got := m[`shadowtee_requests_framed_total{proto="`+proto+`"}`]; got != float64(n) {
+		t.Errorf("%v requests framed as %s, want %d", got, proto, n)
+	}
+	if got := m[`shadowtee_rule_shadow_requests_total{proto="`+proto+`",result="mirrored",rule="default"}`]; got != float64(n) {
+		t.Errorf("%v requests mirrored over %s, want %d", got, proto, n)
 	}
 	if code, err := recorder.Stop(20 * time.Second); err != nil || code != 0 {
 		t.Fatalf("record exited %d, %v\n%s", code, err, recErr.String())

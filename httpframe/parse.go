@@ -113,13 +113,7 @@ func parseHead(raw []byte, r *Request) headKind {
 		if j == i || j == end || raw[j] != ':' {
 			return headBad
 		}
-		vs, ve := j+1, end
-		for vs < ve && (raw[vs] == ' ' || raw[vs] == '\t') {
-			vs++
-		}
-		for ve > vs && (raw[ve-1] == ' ' || raw[ve-1] == '\t') {
-			ve--
-		}
+		vs, ve := httpsyntax.TrimOWSBounds(raw, j+1, end)
 		for k := vs; k < ve; k++ {
 			if httpsyntax.Class(raw[k])&httpsyntax.ClassValue == 0 {
 				return headBad

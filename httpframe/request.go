@@ -251,8 +251,8 @@ func walkChunks(b []byte, data func([]byte) bool, trailer func(name, value []byt
 		}
 		size := int64(0)
 		for _, c := range line {
-			d := unhexDigit(c)
-			if d < 0 {
+			d := httpsyntax.Unhex(c)
+			if d > 15 {
 				break
 			}
 			size = size<<4 | int64(d)
@@ -289,16 +289,4 @@ func walkChunks(b []byte, data func([]byte) bool, trailer func(name, value []byt
 			return
 		}
 	}
-}
-
-func unhexDigit(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }

@@ -473,19 +473,8 @@ func (p *ResponseParser) give(tag any, a *httpmsg.Answer) {
 func parseStatusLine(raw []byte) (status, minor int, ok bool) {
 	line, _, _ := bytes.Cut(raw, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
-		return 0, 0, false
-	}
-	if line[7] != '0' && line[7] != '1' {
-		return 0, 0, false
-	}
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
-			return 0, 0, false
-		}
-		status = status*10 + int(c-'0')
-	}
-	return status, int(line[7] - '0'), status >= 100
+	status, minor, ok = httpsyntax.ParseStatusLine(line)
+	return status, minor, ok && minor <= 1 && status >= 100
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

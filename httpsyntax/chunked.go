@@ -97,7 +97,7 @@ func (s *ChunkedScanner) Scan(b []byte) (n int, done bool, err error) {
 		c := b[i]
 		switch s.state {
 		case csSize, csSizeMore:
-			d := unhex(c)
+			d := Unhex(c)
 			if d < 16 {
 				if s.remain > maxChunkSize>>4 {
 					return s.fail(i, ErrChunkedTooLarge)
@@ -253,8 +253,8 @@ func (s *ChunkedScanner) maxTrailer() int {
 	return defaultTrailers
 }
 
-// unhex returns the value of hex digit c, or 255.
-func unhex(c byte) byte {
+// Unhex returns the value of hex digit c, or 255.
+func Unhex(c byte) byte {
 	switch {
 	case c >= '0' && c <= '9':
 		return c - '0'

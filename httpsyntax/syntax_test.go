@@ -115,3 +115,24 @@ func TestCheckAuthority(t *testing.T) {
 		t.Error("CheckFieldValue")
 	}
 }
+
+func TestParseStatusLine(t *testing.T) {
+	for in, want := range map[string][2]int{
+		"HTTP/1.1 200 OK":           {200, 1},
+		"HTTP/1.0 404 Not Found":    {404, 0},
+		"HTTP/1.1 204":              {204, 1},
+		"HTTP/1.1 101 Switching  x": {101, 1},
+		"HTTP/1.9 599 ":             {599, 9},
+	} {
+		status, minor, ok := ParseStatusLine([]byte(in))
+		if !ok || status != want[0] || minor != want[1] {
+			t.Errorf("ParseStatusLine(%q) = %d, %d, %v; want %v", in, status, minor, ok, want)
+		}
+	}
+	for _, in := range []string{"", "HTTP/1.1 20", "HTTP/1.1 2x0 OK", "HTTP/2 200 OK", "HTTP/1.1  200 OK", "HTTP/1.1 2000",
+		"HTTP/1.x 200 OK", "http/1.1 200 OK", "SSH-2.0-OpenSSH_9.6", "HTTP/1.1 200\tOK"} {
+		if _, _, ok := ParseStatusLine([]byte(in)); ok {
+			t.Errorf("ParseStatusLine(%q) accepted", in)
+		}
+	}
+}

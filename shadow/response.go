@@ -179,22 +179,12 @@ func readHead(br *bufio.Reader, budget *int, c *capture) (response, bodyFraming,
 	if err != nil {
 		return res, body, err
 	}
-	// HTTP/1.x SP 3DIGIT [SP reason]
-	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' ||
-		(len(line) > 12 && line[12] != ' ') {
+	status, minor, ok := httpsyntax.ParseStatusLine(line)
+	if !ok {
 		return res, body, protocolError("malformed status line")
 	}
-	minor := line[7]
-	if minor < '0' || minor > '9' {
-		return res, body, protocolError("malformed status line")
-	}
-	for _, d := range line[9:12] {
-		if d < '0' || d > '9' {
-			return res, body, protocolError("malformed status code")
-		}
-		res.status = res.status*10 + int(d-'0')
-	}
-	http10 := minor == '0'
+	res.status = status
+	http10 := minor == 0
 	res.proto = httpmsg.HTTP11
 	if http10 {
 		res.proto = httpmsg.HTTP10

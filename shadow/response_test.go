@@ -41,7 +41,7 @@ func TestReadResponse(t *testing.T) {
 		{name: "101 is refused", in: "HTTP/1.1 101 Switching Protocols\nUpgrade: h2c\n\n", err: "101"},
 		{name: "malformed status line", in: "HTTP/2 200 OK\n\n", err: "malformed status line"},
 		{name: "not HTTP", in: "SSH-2.0-OpenSSH_9.6\n", err: "malformed status line"},
-		{name: "bad status code", in: "HTTP/1.1 2x0 OK\n\n", err: "malformed status code"},
+		{name: "bad status code", in: "HTTP/1.1 2x0 OK\n\n", err: "malformed status line"},
 		{name: "conflicting content-lengths", in: "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nhi", err: "Content-Length"},
 		{name: "negative content-length", in: "HTTP/1.1 200 OK\nContent-Length: -1\n\n", err: "Content-Length"},
 		{name: "header without colon", in: "HTTP/1.1 200 OK\nBroken\n\n", err: "malformed header"},
