@@ -54,6 +54,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := r.announce(); err != nil {
 		return r.stop(), err
 	}
+	if cfg.AdaptProcs {
+		if t := newProcsTuner(r.log); t != nil {
+			r.stopProcs = t.start()
+		}
+	}
 	runErr := waitEnd(ctx, r.live, r.st, cfg.StatsInterval, r.log)
 	return r.stop(), runErr
 }
@@ -68,6 +73,7 @@ type run struct {
 	pipe       *Pipeline
 	live       Capture
 	stopReload func()
+	stopProcs  func()
 	metrics    *metricsServer
 }
 
@@ -173,6 +179,10 @@ func (r *run) stop() *Summary {
 	cfg := r.cfg
 	if r.metrics != nil {
 		r.metrics.ready.Store(false)
+	}
+	if r.stopProcs != nil {
+		// Draining may be heavy: every P for it.
+		r.stopProcs()
 	}
 	r.stopReload()
 	r.live.Stop()

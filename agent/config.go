@@ -42,7 +42,11 @@ type Config struct {
 	Pprof         bool          // serve /debug/pprof/ next to the metrics
 	ReadyFile     string        // written once attached and running
 	StatsInterval time.Duration // periodic one-line stats log; 0 disables
-	DrainTimeout  time.Duration // how long shutdown waits for in-flight mirrors
+	// AdaptProcs runs the process on one P while it uses less than half a
+	// core, and on every P above (procs.go). For a process of its own: it
+	// sets GOMAXPROCS.
+	AdaptProcs   bool
+	DrainTimeout time.Duration // how long shutdown waits for in-flight mirrors
 
 	Logger *slog.Logger
 }

@@ -133,7 +133,9 @@ func attachConfig(c *ucli.Context) (agent.Config, error) {
 		Pprof:         c.Bool("pprof"),
 		ReadyFile:     c.String("ready-file"),
 		StatsInterval: c.Duration("stats-interval"),
-		DrainTimeout:  c.Duration("drain-timeout"),
+		// One P while light, all when busy, unless the operator chose.
+		AdaptProcs:   os.Getenv("GOMAXPROCS") == "",
+		DrainTimeout: c.Duration("drain-timeout"),
 	}
 	withFile := c.String("config") != ""
 	if withFile && c.IsSet("port") {
