@@ -3,6 +3,7 @@ package agent
 import (
 	"log/slog"
 	"runtime"
+	"runtime/metrics"
 	"syscall"
 	"time"
 )
@@ -11,24 +12,25 @@ import (
 // is busy. At low rates its work per request is a few microseconds and
 // the rest is waking up; with a second P, each wake-up also wakes an idle
 // thread to look for work that is not there (Go's spinning threads), which
-// costs more than the work. Measured on a 2-vCPU VM, one P took 17% less
-// CPU per request at 1,000 requests a second and 25% less at 10,000
-// (docs/benchmarks.md). Past half a core the agent gets every P back, so
-// that a burst has the machine's cores.
+// costs more than the work (docs/benchmarks.md measures both). A busy agent
+// needs the cores, and one P makes goroutines wait for each other: the
+// capture behind hundreds of connections' answers. So every P comes back
+// as soon as a tick used more than procsBusy of a core, or goroutines
+// waited to run for more than procsLate (their p99 over the tick).
 const (
-	procsTick = time.Second
-	// Above this share of a core over a tick, one P becomes all of them.
-	procsBusy = 0.5
-	// Below this share of a core for procsCalmTicks ticks in a row, all
-	// of them become one again.
-	procsCalm      = 0.25
+	procsTick      = time.Second
+	procsBusy      = 0.15
+	procsLate      = time.Millisecond
+	procsCalm      = 0.08 // and no lateness, for procsCalmTicks ticks in a row: one P again
 	procsCalmTicks = 5
 )
 
-// procsTuner sets GOMAXPROCS from the CPU the process used over each tick.
+// procsTuner sets GOMAXPROCS from the CPU the process used, and how long
+// its goroutines waited to run, over each tick.
 type procsTuner struct {
 	max  int                  // the runtime's choice at start (CPUs, or the cgroup's quota)
 	cpu  func() time.Duration // CPU time the process used so far
+	late func() time.Duration // p99 of the scheduling latency since the last call
 	set  func(int)            // runtime.GOMAXPROCS
 	log  *slog.Logger
 	cur  int
@@ -44,13 +46,15 @@ func newProcsTuner(log *slog.Logger) *procsTuner {
 	if max < 2 {
 		return nil
 	}
-	return &procsTuner{max: max, cpu: processCPU, set: func(n int) { runtime.GOMAXPROCS(n) }, log: log}
+	return &procsTuner{max: max, cpu: processCPU, late: newSchedLatency().p99,
+		set: func(n int) { runtime.GOMAXPROCS(n) }, log: log}
 }
 
 // start goes to one P and returns, with the goroutine that tunes, the func
 // that stops it and gives every P back.
 func (t *procsTuner) start() (stop func()) {
 	t.cur, t.last, t.at = 1, t.cpu(), time.Now()
+	t.late()
 	t.set(1)
 	done, ended := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -73,18 +77,19 @@ func (t *procsTuner) start() (stop func()) {
 	}
 }
 
-// step looks at the CPU used since the last step and moves GOMAXPROCS.
+// step looks at the tick that ended and moves GOMAXPROCS.
 func (t *procsTuner) step(now time.Time) {
 	used := t.cpu()
 	share := float64(used-t.last) / float64(now.Sub(t.at))
 	t.last, t.at = used, now
+	late := t.late()
 	next := t.cur
 	switch {
 	case t.cur == 1:
-		if share > procsBusy {
+		if share > procsBusy || late > procsLate {
 			next = t.max
 		}
-	case share < procsCalm:
+	case share < procsCalm && late <= procsLate:
 		if t.calm++; t.calm >= procsCalmTicks {
 			next = 1
 		}
@@ -94,8 +99,46 @@ func (t *procsTuner) step(now time.Time) {
 	if next != t.cur {
 		t.cur, t.calm = next, 0
 		t.set(next)
-		t.log.Debug("GOMAXPROCS", "procs", next, "cpu_share", share)
+		t.log.Debug("GOMAXPROCS", "procs", next, "cpu_share", share, "sched_p99", late)
 	}
+}
+
+// schedLatency reads the runtime's histogram of how long goroutines waited
+// to run, and gives the p99 of what was added since it last looked.
+type schedLatency struct {
+	s    []metrics.Sample
+	prev []uint64
+}
+
+func newSchedLatency() *schedLatency {
+	return &schedLatency{s: []metrics.Sample{{Name: "/sched/latencies:seconds"}}}
+}
+
+func (l *schedLatency) p99() time.Duration {
+	metrics.Read(l.s)
+	if l.s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return 0
+	}
+	h := l.s[0].Value.Float64Histogram()
+	if len(l.prev) != len(h.Counts) {
+		l.prev = make([]uint64, len(h.Counts))
+	}
+	var total uint64
+	for i, c := range h.Counts {
+		total += c - l.prev[i]
+	}
+	var seen uint64
+	p := time.Duration(0)
+	for i, c := range h.Counts {
+		seen += c - l.prev[i]
+		if total > 0 && seen*100 >= total*99 {
+			// The bucket's lower bound: lateness is not overstated.
+			p = time.Duration(max(h.Buckets[i], 0) * float64(time.Second))
+			break
+		}
+	}
+	copy(l.prev, h.Counts)
+	return p
 }
 
 // processCPU is the CPU time, user and system, the process used so far.

@@ -2,17 +2,21 @@ package agent
 
 import (
 	"log/slog"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
 
 // The tuner goes to one P at start, to every P as soon as a tick used more
-// than half a core, and back to one only after procsCalmTicks calm ticks
-// in a row; stopping gives every P back.
+// than procsBusy of a core or goroutines waited past procsLate, and back
+// to one only after procsCalmTicks calm ticks in a row; stopping gives
+// every P back.
 func TestProcsTuner(t *testing.T) {
-	var used time.Duration
+	var used, late time.Duration
 	var sets []int
-	tu := &procsTuner{max: 4, cpu: func() time.Duration { return used }, set: func(n int) { sets = append(sets, n) }, log: slog.Default()}
+	tu := &procsTuner{max: 4, cpu: func() time.Duration { return used }, late: func() time.Duration { return late },
+		set: func(n int) { sets = append(sets, n) }, log: slog.Default()}
 	stop := tu.start()
 	stop()
 	if len(sets) != 2 || sets[0] != 1 || sets[1] != 4 {
@@ -22,25 +26,24 @@ func TestProcsTuner(t *testing.T) {
 	sets = nil
 	tu.cur, tu.last, tu.at, tu.calm = 1, 0, time.Unix(0, 0), 0
 	now := tu.at
-	tick := func(share float64) {
-		now = now.Add(time.Second)
-		used += time.Duration(share * float64(time.Second))
-		tu.step(now)
-	}
-	for _, c := range []struct {
+	for i, c := range []struct {
 		share float64
+		late  time.Duration
 		want  int
 	}{
-		{0.1, 1}, {0.4, 1}, // light: one P
-		{0.7, 4},                               // busy: every P at once
-		{0.3, 4}, {0.1, 4}, {0.1, 4}, {0.4, 4}, // calm, but not five ticks in a row
-		{0.1, 4}, {0.1, 4}, {0.1, 4}, {0.1, 4}, // four calm ticks
-		{0.1, 1}, // the fifth
-		{0.45, 1}, {0.9, 4},
+		{0.05, 0, 1}, {0.12, 500 * time.Microsecond, 1}, // light: one P
+		{0.2, 0, 4},                                                // busy: every P at once
+		{0.1, 0, 4}, {0.05, 0, 4}, {0.05, 2 * time.Millisecond, 4}, // calm, but not five ticks in a row
+		{0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, // four calm ticks
+		{0.05, 0, 1},                    // the fifth
+		{0.05, 3 * time.Millisecond, 4}, // goroutines waited: every P
 	} {
-		tick(c.share)
+		now = now.Add(time.Second)
+		used += time.Duration(c.share * float64(time.Second))
+		late = c.late
+		tu.step(now)
 		if tu.cur != c.want {
-			t.Fatalf("after a tick at %.2f of a core: %d procs, want %d (sets %v)", c.share, tu.cur, c.want, sets)
+			t.Fatalf("tick %d (%.2f of a core, p99 wait %v): %d procs, want %d (sets %v)", i, c.share, c.late, tu.cur, c.want, sets)
 		}
 	}
 	if want := []int{4, 1, 4}; len(sets) != len(want) || sets[0] != 4 || sets[1] != 1 || sets[2] != 4 {
@@ -55,5 +58,28 @@ func TestProcessCPU(t *testing.T) {
 	}
 	if after := processCPU(); after <= before {
 		t.Errorf("CPU time went from %v to %v over a busy loop", before, after)
+	}
+}
+
+// schedLatency sees goroutines that wait to run: on one P, with busy
+// goroutines that yield only every few milliseconds, others wait that long.
+func TestSchedLatency(t *testing.T) {
+	l := newSchedLatency()
+	l.p99()
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				for start := time.Now(); time.Since(start) < 5*time.Millisecond; {
+				}
+				runtime.Gosched()
+			}
+		})
+	}
+	wg.Wait()
+	if p := l.p99(); p < time.Millisecond {
+		t.Errorf("p99 scheduling latency %v with four goroutines sharing one P in 5 ms slices", p)
 	}
 }
