@@ -18,11 +18,13 @@ import (
 // as soon as a tick used more than procsBusy of a core, or goroutines
 // waited to run for more than procsLate (their p99 over the tick).
 const (
-	procsTick      = time.Second
+	// A quarter of a second: a burst that finds the agent on one P has
+	// every P a tick later.
+	procsTick      = 250 * time.Millisecond
 	procsBusy      = 0.15
 	procsLate      = time.Millisecond
 	procsCalm      = 0.08 // and no lateness, for procsCalmTicks ticks in a row: one P again
-	procsCalmTicks = 5
+	procsCalmTicks = 20   // five seconds
 )
 
 // procsTuner sets GOMAXPROCS from the CPU the process used, and how long

@@ -33,13 +33,26 @@ func TestProcsTuner(t *testing.T) {
 	}{
 		{0.05, 0, 1}, {0.12, 500 * time.Microsecond, 1}, // light: one P
 		{0.2, 0, 4},                                                // busy: every P at once
-		{0.1, 0, 4}, {0.05, 0, 4}, {0.05, 2 * time.Millisecond, 4}, // calm, but not five ticks in a row
+		{0.1, 0, 4}, {0.05, 0, 4}, {0.05, 2 * time.Millisecond, 4}, // calm, but not long enough
 		{0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, // four calm ticks
-		{0.05, 0, 1},                    // the fifth
+		{0, 0, -1},                      // more
+		{0.05, 0, 1},                    // the last
 		{0.05, 3 * time.Millisecond, 4}, // goroutines waited: every P
 	} {
-		now = now.Add(time.Second)
-		used += time.Duration(c.share * float64(time.Second))
+		if c.want == -1 {
+			// Calm ticks, up to the last of procsCalmTicks.
+			for range procsCalmTicks - 5 {
+				now = now.Add(procsTick)
+				used += procsTick / 20
+				tu.step(now)
+				if tu.cur != 4 {
+					t.Fatalf("one P before %d calm ticks", procsCalmTicks)
+				}
+			}
+			continue
+		}
+		now = now.Add(procsTick)
+		used += time.Duration(c.share * float64(procsTick))
 		late = c.late
 		tu.step(now)
 		if tu.cur != c.want {

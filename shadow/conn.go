@@ -210,6 +210,7 @@ func (c *h1conn) run() {
 	c.setGauge(gaugeIdle)
 	c.br = bufio.NewReaderSize(connReader{c}, readBufferSize)
 	s.freeLocked(c, now, &c.work)
+	s.maybeDialLocked(now) // a dial ended: room for the next
 	s.mu.Unlock()
 	s.flush(&c.work)
 	c.readLoop()

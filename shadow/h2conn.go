@@ -299,6 +299,7 @@ func (c *h2conn) run() {
 	c.gauge.set(s.stats, gaugeIdle)
 	s.takePendingLocked(c, now, &c.work)
 	c.releasedLocked(now, &c.work)
+	s.maybeDialLocked(now) // a dial ended: room for the next
 	s.mu.Unlock()
 	c.kick()
 	s.flush(&c.work)

@@ -299,6 +299,7 @@ func (s *HTTP1Sender) assignLocked(c *h1conn, rec *record) bool {
 func (s *HTTP1Sender) maybeDialLocked(now time.Time) {
 	room := max(len(s.conns)*s.set.pipe-s.inFlight, 0)
 	for s.pending.len() > room+s.connecting*s.set.pipe &&
+		s.connecting < maxDials(len(s.conns)) &&
 		len(s.conns)+s.connecting < s.set.maxConns &&
 		s.inFlight+s.connecting*s.set.pipe < s.set.maxRequests &&
 		!s.aborting && !s.bo.active(now) {

@@ -293,6 +293,7 @@ func (s *HTTP2Sender) maybeDialLocked(now time.Time) {
 	}
 	room := s.roomLocked()
 	for s.pending.len() > room+s.expectedLocked() &&
+		s.connecting < maxDials(len(s.conns)) &&
 		len(s.conns)+s.connecting < s.set.maxConns &&
 		s.inFlight+room+s.expectedLocked() < s.set.maxRequests &&
 		!s.aborting && !s.bo.active(now) {

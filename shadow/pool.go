@@ -410,3 +410,12 @@ func (b *backoff) failed(now time.Time) {
 func (b *backoff) succeeded() { b.d, b.until = 0, time.Time{} }
 
 func (b *backoff) active(now time.Time) bool { return now.Before(b.until) }
+
+// maxDials bounds the dials in progress at once, given the connections
+// open: a burst of waiting requests (a shadow's latency spike, a start
+// under load) opens connections a few at a time, each dial that ends
+// making room for the next, rather than one per waiting request at once,
+// which would spike the shadow's load and latency, and so the pool again.
+// The bound grows with the pool, so that a pool that must be large still
+// grows fast.
+func maxDials(open int) int { return max(8, open/4) }

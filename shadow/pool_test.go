@@ -60,6 +60,40 @@ func TestPoolGrowsAndShrinks(t *testing.T) {
 	}
 }
 
+// A burst of requests on an empty pool opens connections a few at a time
+// (maxDials), not one dial per request at once; the pool still grows to
+// one connection per request in flight, and every request is mirrored.
+func TestPoolDialsAFewAtATime(t *testing.T) {
+	g := newGate()
+	ts, _ := newRecordingServer(t, false, g.handler)
+	var dialing, peak atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n := dialing.Add(1)
+		defer dialing.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // a shadow slow to accept
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	s := newSender(t, SenderConfig{URL: ts.URL, Dial: dial})
+	st := s.Stats()
+	const n = 40
+	for i := range n {
+		s.Send(request(t, clientAddr(i), 0, ""), nil)
+	}
+	waitFor(t, "all held by the shadow", func() bool { return g.held.Load() == n })
+	if got := st.ConnectionsOpen.Load(); got != n {
+		t.Errorf("%d connections for %d requests in flight", got, n)
+	}
+	close(g.release)
+	waitFor(t, "answers", func() bool { return st.Mirrored.Load() == n })
+	closeSender(t, s)
+	// Eight at once while the pool is small.
+	if p := peak.Load(); p > 8 {
+		t.Errorf("%d dials at once, want at most 8", p)
+	}
+}
+
 // Circuit breakers, as Envoy's: at most MaxConnections (dials included),
 // at most MaxPending waiting, and the rest overflow.
 func TestPoolCircuitBreakers(t *testing.T) {
