@@ -23,7 +23,7 @@ const (
 	procsTick      = 250 * time.Millisecond
 	procsBusy      = 0.15
 	procsLate      = time.Millisecond
-	procsCalm      = 0.08 // and no lateness, for procsCalmTicks ticks in a row: one P again
+	procsCalm      = 0.10 // and no lateness, for procsCalmTicks ticks in a row: one P again (below procsBusy by more than what the second P costs)
 	procsCalmTicks = 20   // five seconds
 )
 
