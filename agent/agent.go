@@ -54,11 +54,6 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := r.announce(); err != nil {
 		return r.stop(), err
 	}
-	if cfg.AdaptProcs {
-		if t := newProcsTuner(r.log); t != nil {
-			r.stopProcs = t.start()
-		}
-	}
 	runErr := waitEnd(ctx, r.live, r.st, cfg.StatsInterval, r.log)
 	return r.stop(), runErr
 }
@@ -73,7 +68,7 @@ type run struct {
 	pipe       *Pipeline
 	live       Capture
 	stopReload func()
-	stopProcs  func()
+	procs      *procsTuner // nil unless Config.AdaptProcs
 	metrics    *metricsServer
 }
 
@@ -127,6 +122,13 @@ func (r *run) apply(f *config.File) error {
 // the watch of the rules file.
 func (r *run) startCapture() error {
 	cfg := r.cfg
+	var onFlush func()
+	if cfg.AdaptProcs {
+		if r.procs = newProcsTuner(r.log); r.procs != nil {
+			r.procs.begin()
+			onFlush = r.procs.poke
+		}
+	}
 	r.pipe = NewPipeline(PipelineConfig{
 		Shards:     cfg.Shards,
 		Backlog:    cfg.Backlog,
@@ -136,11 +138,15 @@ func (r *run) startCapture() error {
 		HTTP2:      r.m.http2Config(cfg.Limits),
 		Answers:    r.m.answersConfig(cfg.Limits),
 		Stats:      &r.st.capture,
+		OnFlush:    onFlush,
 	})
 	live, err := cfg.StartCapture(cfg.Capture, r.pipe, r.log)
 	if err != nil {
 		r.pipe.Close()
 		r.m.close(closedContext())
+		if r.procs != nil {
+			r.procs.end()
+		}
 		return err
 	}
 	r.live = live
@@ -180,12 +186,12 @@ func (r *run) stop() *Summary {
 	if r.metrics != nil {
 		r.metrics.ready.Store(false)
 	}
-	if r.stopProcs != nil {
-		// Draining may be heavy: every P for it.
-		r.stopProcs()
-	}
 	r.stopReload()
 	r.live.Stop()
+	if r.procs != nil {
+		// Nothing flushes any more, and draining may be heavy: every P.
+		r.procs.end()
+	}
 	r.pipe.Close()
 	drain, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()

@@ -102,6 +102,7 @@ type Pipeline struct {
 	stats   *CaptureStats
 	wg      sync.WaitGroup
 	passN   int // segments run inline in this pass over the capture
+	onFlush func()
 }
 
 // PipelineConfig configures a Pipeline.
@@ -125,6 +126,9 @@ type PipelineConfig struct {
 	// the server-to-client segments are not read.
 	Answers *httpframe.ResponseConfig
 	Stats   *CaptureStats
+	// OnFlush, if set, runs at the end of each Flush, on the capture's
+	// goroutine: for what should run only while traffic flows.
+	OnFlush func()
 }
 
 // NewPipeline starts the shards.
@@ -145,6 +149,7 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		inline:  cfg.Live && !cfg.Block,
 		budget:  cfg.Backlog,
 		stats:   cfg.Stats,
+		onFlush: cfg.OnFlush,
 	}
 	conns := &connConfig{h1: cfg.Framing, h2: cfg.HTTP2, answers: cfg.Answers}
 	// Each shard's queue holds its share of the backlog in full batches.
@@ -219,6 +224,9 @@ func (p *Pipeline) Flush() {
 		if b != nil && len(b.segs) > 0 {
 			p.send(i)
 		}
+	}
+	if p.onFlush != nil {
+		p.onFlush()
 	}
 }
 

@@ -18,8 +18,8 @@ import (
 // as soon as a tick used more than procsBusy of a core, or goroutines
 // waited to run for more than procsLate (their p99 over the tick).
 const (
-	// A quarter of a second: a burst that finds the agent on one P has
-	// every P a tick later.
+	// A quarter of a second of traffic: a burst that finds the agent on
+	// one P has every P a tick later.
 	procsTick      = 250 * time.Millisecond
 	procsBusy      = 0.15
 	procsLate      = time.Millisecond
@@ -30,15 +30,16 @@ const (
 // procsTuner sets GOMAXPROCS from the CPU the process used, and how long
 // its goroutines waited to run, over each tick.
 type procsTuner struct {
-	max  int                  // the runtime's choice at start (CPUs, or the cgroup's quota)
-	cpu  func() time.Duration // CPU time the process used so far
-	late func() time.Duration // p99 of the scheduling latency since the last call
-	set  func(int)            // runtime.GOMAXPROCS
-	log  *slog.Logger
-	cur  int
-	last time.Duration
-	at   time.Time
-	calm int
+	max   int                  // the runtime's choice at start (CPUs, or the cgroup's quota)
+	cpu   func() time.Duration // CPU time the process used so far
+	late  func() time.Duration // p99 of the scheduling latency since the last call
+	set   func(int)            // runtime.GOMAXPROCS
+	log   *slog.Logger
+	cur   int
+	last  time.Duration
+	at    time.Time
+	calm  int
+	ended bool
 }
 
 // newProcsTuner returns a tuner of the runtime's GOMAXPROCS, or nil when
@@ -52,31 +53,31 @@ func newProcsTuner(log *slog.Logger) *procsTuner {
 		set: func(n int) { runtime.GOMAXPROCS(n) }, log: log}
 }
 
-// start goes to one P and returns, with the goroutine that tunes, the func
-// that stops it and gives every P back.
-func (t *procsTuner) start() (stop func()) {
+// begin goes to one P.
+func (t *procsTuner) begin() {
 	t.cur, t.last, t.at = 1, t.cpu(), time.Now()
 	t.late()
 	t.set(1)
-	done, ended := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(ended)
-		tick := time.NewTicker(procsTick)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-tick.C:
-				t.step(now)
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-ended
-		t.set(t.max)
+}
+
+// poke steps the tuner if a tick has passed. It is called on the capture's
+// goroutine each time it hands segments on, so that it costs no wake-up of
+// its own and nothing at all when there is no traffic (an idle agent stays
+// on whatever it had; idle, that costs the same).
+func (t *procsTuner) poke() {
+	if t.ended {
+		return
 	}
+	if now := time.Now(); now.Sub(t.at) >= procsTick {
+		t.step(now)
+	}
+}
+
+// end gives every P back for good, once the capture no longer pokes (a
+// last Flush on the caller's goroutine may).
+func (t *procsTuner) end() {
+	t.ended = true
+	t.set(t.max)
 }
 
 // step looks at the tick that ended and moves GOMAXPROCS.

@@ -10,17 +10,18 @@ import (
 
 // The tuner goes to one P at start, to every P as soon as a tick used more
 // than procsBusy of a core or goroutines waited past procsLate, and back
-// to one only after procsCalmTicks calm ticks in a row; stopping gives
-// every P back.
+// to one only after procsCalmTicks calm ticks in a row; ending gives every
+// P back.
 func TestProcsTuner(t *testing.T) {
 	var used, late time.Duration
 	var sets []int
 	tu := &procsTuner{max: 4, cpu: func() time.Duration { return used }, late: func() time.Duration { return late },
 		set: func(n int) { sets = append(sets, n) }, log: slog.Default()}
-	stop := tu.start()
-	stop()
+	tu.begin()
+	tu.poke() // within the first tick: nothing
+	tu.end()
 	if len(sets) != 2 || sets[0] != 1 || sets[1] != 4 {
-		t.Fatalf("start and stop set %v, want [1 4]", sets)
+		t.Fatalf("begin, poke and end set %v, want [1 4]", sets)
 	}
 
 	sets = nil
@@ -61,6 +62,15 @@ func TestProcsTuner(t *testing.T) {
 	}
 	if want := []int{4, 1, 4}; len(sets) != len(want) || sets[0] != 4 || sets[1] != 1 || sets[2] != 4 {
 		t.Errorf("GOMAXPROCS set to %v, want %v", sets, want)
+	}
+	// Once ended, a last poke changes nothing.
+	tu.end()
+	sets = nil
+	tu.cur, tu.at = 1, time.Time{}
+	used += time.Hour
+	tu.poke()
+	if len(sets) != 0 {
+		t.Errorf("a poke after end set %v", sets)
 	}
 }
 
