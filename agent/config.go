@@ -42,8 +42,8 @@ type Config struct {
 	Pprof         bool          // serve /debug/pprof/ next to the metrics
 	ReadyFile     string        // written once attached and running
 	StatsInterval time.Duration // periodic one-line stats log; 0 disables
-	// AdaptProcs runs the process on one P while it uses less than half a
-	// core, and on every P above (procs.go). For a process of its own: it
+	// AdaptProcs runs the process on one P while it is light, and on
+	// every P once it is busy (procs.go). For a process of its own: it
 	// sets GOMAXPROCS.
 	AdaptProcs   bool
 	DrainTimeout time.Duration // how long shutdown waits for in-flight mirrors

@@ -50,7 +50,15 @@ func newProcsTuner(log *slog.Logger) *procsTuner {
 		return nil
 	}
 	return &procsTuner{max: max, cpu: processCPU, late: newSchedLatency().p99,
-		set: func(n int) { runtime.GOMAXPROCS(n) }, log: log}
+		set: func(n int) {
+			if n >= max {
+				// The runtime's own choice again, which follows the
+				// cgroup's quota as it changes.
+				runtime.SetDefaultGOMAXPROCS()
+				return
+			}
+			runtime.GOMAXPROCS(n)
+		}, log: log}
 }
 
 // begin goes to one P.

@@ -307,9 +307,10 @@ func (c *h1conn) dueLocked(now time.Time) (time.Time, bool) {
 	d := c.idleUntil
 	if len(c.ring) > 0 {
 		r := c.ring[0]
-		if !r.wdone && r.req.Stream() != nil {
-			// Still streaming its body: a streamed request's Timeout
-			// counts from its end, as Envoy's route timeout does.
+		if st := r.req.Stream(); !r.wdone && st != nil && !st.Done() {
+			// The client is still sending its body: a streamed
+			// request's Timeout counts from the client's end, as
+			// Envoy's route timeout does.
 			if late := now.Add(c.s.set.timeout); late.After(r.deadline) {
 				r.deadline = late
 			}

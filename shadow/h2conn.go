@@ -219,7 +219,8 @@ func (c *h2conn) kick() {
 
 // canTakeLocked reports whether c takes a new stream now.
 func (c *h2conn) canTakeLocked() bool {
-	return c.open && !c.dead && c.active < c.maxStreams && len(c.out) < maxBacklog
+	// Not while a PING is out: the shadow may be gone.
+	return c.open && !c.dead && !c.pingOut && c.active < c.maxStreams && len(c.out) < maxBacklog
 }
 
 // run is the connection's reader goroutine: it dials, shakes hands, then
@@ -859,8 +860,10 @@ func (c *h2conn) expireLocked(now time.Time, w *h2work, due func(time.Time)) {
 		if st.ended {
 			continue
 		}
-		if st.bs != nil && !st.endSent {
-			// Still streaming: its Timeout starts at its end.
+		if st.bs != nil && !st.endSent && !st.bs.Done() {
+			// The client is still sending: its Timeout starts at the
+			// client's end (a body the shadow's windows hold back
+			// after that times out).
 			st.rec.deadline = now.Add(c.s.set.timeout)
 		}
 		if now.Before(st.rec.deadline) {

@@ -129,8 +129,11 @@ type h2Shadow struct {
 	// windowDelay, when set, makes the server give back the windows of
 	// what it reads only after that long: a shadow that reads slowly.
 	windowDelay time.Duration
-	handle      func(sc *h2ServerConn, r *h2Req)
-	onHeaders   func(sc *h2ServerConn, r *h2Req)
+	// noWindow, when set, makes the server never give windows back: a
+	// handler that does not read the body.
+	noWindow  bool
+	handle    func(sc *h2ServerConn, r *h2Req)
+	onHeaders func(sc *h2ServerConn, r *h2Req)
 
 	mu    sync.Mutex
 	reqs  []*h2Req // in arrival order
@@ -227,7 +230,9 @@ func (sh *h2Shadow) serve(c net.Conn) {
 				if sh.windowDelay > 0 {
 					time.Sleep(sh.windowDelay)
 				}
-				give()
+				if !sh.noWindow {
+					give()
+				}
 			}
 			if f.StreamEnded() {
 				sh.ended(sc, r)

@@ -314,8 +314,8 @@ func (s *HTTP1Sender) maybeDialLocked(now time.Time) {
 }
 
 // dialFailed is a dial or handshake that failed: dialling backs off, and
-// when no connection is open the pending requests that no other dial will
-// carry fail with reason.
+// when no connection is open and no other dial is in progress, the pending
+// requests fail with reason.
 func (s *HTTP1Sender) dialFailed(reason FailReason) {
 	var w work
 	now := time.Now()
@@ -327,8 +327,11 @@ func (s *HTTP1Sender) dialFailed(reason FailReason) {
 	} else {
 		s.bo.failed(now)
 	}
-	if len(s.conns) == 0 {
-		for s.pending.len() > s.connecting*s.set.pipe {
+	if len(s.conns) == 0 && s.connecting == 0 {
+		// The last dial failed: nothing will carry what waits. (While
+		// other dials are in progress, the requests wait for them: a
+		// burst dials a few connections at a time, maxDials.)
+		for s.pending.len() > 0 {
 			rec := s.pending.popFront()
 			s.addWaiting(-1)
 			s.endLocked(rec, outcome{fail: reason}, now, &w)

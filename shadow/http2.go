@@ -285,7 +285,7 @@ func (s *HTTP2Sender) roomLocked() int {
 // are expected to carry, within MaxConnections and MaxRequests, unless
 // dialling backs off.
 func (s *HTTP2Sender) maybeDialLocked(now time.Time) {
-	if s.peerStreams == 0 && len(s.conns) > 0 {
+	if s.noStreamsAllowedLocked() {
 		// The shadow takes no stream now (SETTINGS_MAX_CONCURRENT_STREAMS
 		// 0, RFC 9113 6.5.2): another connection would be told the same.
 		// The requests wait for it to allow streams, or for their Timeout.
@@ -305,6 +305,17 @@ func (s *HTTP2Sender) maybeDialLocked(now time.Time) {
 	}
 }
 
+// noStreamsAllowedLocked reports whether connections are open and none of
+// them allows a stream (SETTINGS_MAX_CONCURRENT_STREAMS 0).
+func (s *HTTP2Sender) noStreamsAllowedLocked() bool {
+	for _, c := range s.conns {
+		if !c.dead && c.maxStreams > 0 {
+			return false
+		}
+	}
+	return len(s.conns) > 0
+}
+
 // expectedLocked is how many streams the connections being opened are
 // expected to carry: at least one each, so that a shadow that allowed none
 // on its last connection does not make every pending request dial.
@@ -313,8 +324,8 @@ func (s *HTTP2Sender) expectedLocked() int {
 }
 
 // dialFailed is a dial or handshake that failed: dialling backs off, and
-// when no connection is open the pending requests that no other dial will
-// carry fail with reason.
+// when no connection is open and no other dial is in progress, the pending
+// requests fail with reason.
 func (s *HTTP2Sender) dialFailed(reason FailReason) {
 	var w h2work
 	now := time.Now()
@@ -326,8 +337,9 @@ func (s *HTTP2Sender) dialFailed(reason FailReason) {
 	} else {
 		s.bo.failed(now)
 	}
-	if len(s.conns) == 0 {
-		for s.pending.len() > s.expectedLocked() {
+	if len(s.conns) == 0 && s.connecting == 0 {
+		// The last dial failed: nothing will carry what waits.
+		for s.pending.len() > 0 {
 			rec := s.pending.popFront()
 			s.addWaiting(-1)
 			s.endLocked(rec, outcome{fail: reason}, now, &w)

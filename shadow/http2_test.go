@@ -825,3 +825,20 @@ func TestHTTP2NoStreamsAllowed(t *testing.T) {
 		t.Errorf("want every request failed by its timeout: %v", sn)
 	}
 }
+
+// TestHTTP2StreamHeldByWindow: a streamed request whose client has ended
+// but whose body the shadow's flow control holds back times out by its
+// Timeout, counted from the client's end; it does not hang.
+func TestHTTP2StreamHeldByWindow(t *testing.T) {
+	sh := newH2Shadow(t, &h2Shadow{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 10}}, noWindow: true})
+	s := newH2Sender(t, SenderConfig{URL: sh.URL(), Timeout: 200 * time.Millisecond})
+	f := h2Fake("held", "")
+	f.method = "POST"
+	f.stream = httpmsg.NewBodyStream(1 << 16)
+	s.Send(f, nil)
+	f.stream.Write(bytes.Repeat([]byte("x"), 1000))
+	f.stream.End(nil)
+	waitFor(t, "ended", func() bool { return ended(s.Stats()) == 1 })
+	closeH2(t, s)
+	checkStats(t, s.Stats(), map[string]uint64{"failed_timeout": 1})
+}

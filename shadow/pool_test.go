@@ -436,3 +436,27 @@ func TestSendDoesNotAllocate(t *testing.T) {
 	closeSender(t, s)
 	checkStats(t, st, map[string]uint64{"opened": 1, "mirrored": 601})
 }
+
+// A dial that fails while others are in progress fails nothing: the
+// requests wait for the other dials, and all are mirrored.
+func TestPoolOneDialFails(t *testing.T) {
+	ts, _ := newRecordingServer(t, false, nil)
+	var dials atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n := dials.Add(1)
+		time.Sleep(time.Duration(n) * 5 * time.Millisecond) // the first ends first
+		if n == 1 {
+			return nil, errors.New("connection refused (test)")
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	s := newSender(t, SenderConfig{URL: ts.URL, Dial: dial})
+	st := s.Stats()
+	const n = 30
+	for i := range n {
+		s.Send(request(t, clientAddr(i), 0, ""), nil)
+	}
+	waitFor(t, "all ended", func() bool { return st.Mirrored.Load()+failures(st) == n })
+	closeSender(t, s)
+	checkStats(t, st, map[string]uint64{"mirrored": n})
+}
