@@ -32,13 +32,13 @@ func TestProcsTuner(t *testing.T) {
 		late  time.Duration
 		want  int
 	}{
-		{0.05, 0, 1}, {0.12, 500 * time.Microsecond, 1}, // light: one P
+		{0.05, 0, 1}, {0.12, 2 * time.Millisecond, 1}, // light: one P
 		{0.2, 0, 4},                                                // busy: every P at once
-		{0.1, 0, 4}, {0.05, 0, 4}, {0.05, 2 * time.Millisecond, 4}, // calm, but not long enough
+		{0.1, 0, 4}, {0.05, 0, 4}, {0.05, 6 * time.Millisecond, 4}, // calm, but not long enough
 		{0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, // four calm ticks
 		{0, 0, -1},                      // more
 		{0.05, 0, 1},                    // the last
-		{0.05, 3 * time.Millisecond, 4}, // goroutines waited: every P
+		{0.05, 8 * time.Millisecond, 4}, // goroutines waited: every P
 	} {
 		if c.want == -1 {
 			// Calm ticks, up to the last of procsCalmTicks.
