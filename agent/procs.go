@@ -23,8 +23,8 @@ const (
 	procsTick      = 250 * time.Millisecond
 	procsBusy      = 0.15
 	procsLate      = 5 * time.Millisecond // starvation, not a VM's or a GC's hiccup
-	procsCalm      = 0.10 // and no lateness, for procsCalmTicks ticks in a row: one P again (below procsBusy by more than what the second P costs)
-	procsCalmTicks = 20   // five seconds
+	procsCalm      = 0.10                 // and no lateness, for procsCalmTicks ticks in a row: one P again (below procsBusy by more than what the second P costs)
+	procsCalmTicks = 20                   // five seconds
 )
 
 // procsTuner sets GOMAXPROCS from the CPU the process used, and how long
