@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/shadowtee/shadowtee/httpsyntax"
@@ -515,59 +514,11 @@ type tryWriter interface {
 	tryWrite(b []byte) (int, error)
 }
 
-// tryWriterOf returns nc as a tryWriter, if it is one or if its socket can
-// be written directly (a *net.TCPConn); nil otherwise.
+// tryWriterOf returns nc as a tryWriter if it is one (a quietConn is);
+// nil otherwise.
 func tryWriterOf(nc net.Conn) tryWriter {
-	if tw, ok := nc.(tryWriter); ok {
-		return tw
-	}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			w := &rawWriter{rc: rc}
-			w.fn = w.writeOnce
-			return w
-		}
-	}
-	return nil
-}
-
-// rawWriter writes to a socket by one write(2), through its RawConn.
-type rawWriter struct {
-	rc  syscall.RawConn
-	fn  func(fd uintptr) bool // writeOnce, made once so that a write allocates nothing
-	buf []byte
-	n   int
-	err error
-}
-
-func (w *rawWriter) tryWrite(b []byte) (int, error) {
-	w.buf, w.n, w.err = b, 0, nil
-	err := w.rc.Write(w.fn)
-	n, werr := w.n, w.err
-	w.buf, w.err = nil, nil
-	switch {
-	case err != nil:
-		return 0, &net.OpError{Op: "write", Net: "tcp", Err: err}
-	case werr != nil:
-		return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
-	}
-	return n, nil
-}
-
-// writeOnce is the callback of RawConn.Write: done whatever one write(2)
-// wrote, so that RawConn.Write never waits for the socket to take more.
-func (w *rawWriter) writeOnce(fd uintptr) bool {
-	for {
-		n, err := syscall.Write(int(fd), w.buf)
-		switch err {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			n, err = 0, nil
-		}
-		w.n, w.err = max(n, 0), err
-		return true
-	}
+	tw, _ := nc.(tryWriter)
+	return tw
 }
 
 // writeRest is the writer goroutine started by writeDirect: it writes what

@@ -74,6 +74,7 @@ func (e *endpoint) connect(ctx context.Context, timeout time.Duration) (nc, raw 
 	if err != nil {
 		return nil, nil, FailConnect, err
 	}
+	raw = quiet(raw)
 	if e.tls == nil {
 		return raw, raw, 0, nil
 	}
