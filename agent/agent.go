@@ -11,6 +11,7 @@ import (
 	"github.com/shadowtee/shadowtee/bpf"
 	"github.com/shadowtee/shadowtee/capture"
 	"github.com/shadowtee/shadowtee/config"
+	"github.com/shadowtee/shadowtee/shadow"
 )
 
 // Capture is the live capture as Run drives it. capture.Live is the real
@@ -77,6 +78,8 @@ type run struct {
 func (r *run) loadRules() error {
 	cfg := r.cfg
 	r.m = newMirror(r.log, cfg.DrainTimeout)
+	// The live capture ticks: answers may wait for its next look.
+	r.m.hold = shadow.NewAnswerHold()
 	r.st = &stats{start: time.Now(), mirror: r.m}
 	initial := cfg.Rules
 	if initial == nil && cfg.RulesPath != "" {
@@ -122,11 +125,19 @@ func (r *run) apply(f *config.File) error {
 // the watch of the rules file.
 func (r *run) startCapture() error {
 	cfg := r.cfg
-	var onFlush func()
+	hold := r.m.hold
 	if cfg.AdaptProcs {
 		if r.procs = newProcsTuner(r.log); r.procs != nil {
 			r.procs.begin()
-			onFlush = r.procs.poke
+		}
+	}
+	procs := r.procs
+	// Both run at the end of each pass over the ring, so they cost no
+	// wake-up of their own.
+	onFlush := func() {
+		hold.Tick(true)
+		if procs != nil {
+			procs.poke()
 		}
 	}
 	r.pipe = NewPipeline(PipelineConfig{
@@ -139,6 +150,7 @@ func (r *run) startCapture() error {
 		Answers:    r.m.answersConfig(cfg.Limits),
 		Stats:      &r.st.capture,
 		OnFlush:    onFlush,
+		OnSleep:    func() { hold.Tick(false) },
 	})
 	live, err := cfg.StartCapture(cfg.Capture, r.pipe, r.log)
 	if err != nil {
@@ -188,6 +200,8 @@ func (r *run) stop() *Summary {
 	}
 	r.stopReload()
 	r.live.Stop()
+	// Nothing ticks any more: the answers of the drain wake the agent.
+	r.m.hold.Tick(false)
 	if r.procs != nil {
 		// Nothing flushes any more, and draining may be heavy: every P.
 		r.procs.end()

@@ -52,6 +52,9 @@ type mirror struct {
 	names   []string              // rule names in order of first appearance
 	retired sync.WaitGroup        // senders of replaced rules still draining
 	closed  bool
+	// hold, for a live capture, lets the senders' answers wait for the
+	// capture's next look at its ring.
+	hold *shadow.AnswerHold
 }
 
 // routeTable is one configuration's rules, compiled. It never changes.
@@ -183,7 +186,7 @@ func (m *mirror) newRoute(rule *config.Rule) (*route, error) {
 	rt := &route{rule: *rule, sampler: sampler, rewriter: rw, stats: st,
 		compare: m.cmp != nil && (m.compareAll || rule.Compare != nil)}
 	sc := senderConfig(rule)
-	sc.Rewriter, sc.Stats = rw, &st.shadow
+	sc.Rewriter, sc.Stats, sc.Hold = rw, &st.shadow, m.hold
 	if m.wait {
 		sc.Wait = m.waitCtx
 	}

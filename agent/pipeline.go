@@ -103,6 +103,7 @@ type Pipeline struct {
 	wg      sync.WaitGroup
 	passN   int // segments run inline in this pass over the capture
 	onFlush func()
+	onSleep func()
 }
 
 // PipelineConfig configures a Pipeline.
@@ -129,6 +130,10 @@ type PipelineConfig struct {
 	// OnFlush, if set, runs at the end of each Flush, on the capture's
 	// goroutine: for what should run only while traffic flows.
 	OnFlush func()
+	// OnSleep, if set, runs when the capture stops polling and waits for
+	// the kernel to wake it (see bpf.Sleeper): nothing comes until the
+	// next Flush.
+	OnSleep func()
 }
 
 // NewPipeline starts the shards.
@@ -150,6 +155,7 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 		budget:  cfg.Backlog,
 		stats:   cfg.Stats,
 		onFlush: cfg.OnFlush,
+		onSleep: cfg.OnSleep,
 	}
 	conns := &connConfig{h1: cfg.Framing, h2: cfg.HTTP2, answers: cfg.Answers}
 	// Each shard's queue holds its share of the backlog in full batches.
@@ -227,6 +233,13 @@ func (p *Pipeline) Flush() {
 	}
 	if p.onFlush != nil {
 		p.onFlush()
+	}
+}
+
+// Sleep implements bpf.Sleeper.
+func (p *Pipeline) Sleep() {
+	if p.onSleep != nil {
+		p.onSleep()
 	}
 }
 

@@ -25,6 +25,8 @@ type collector struct {
 	ifindexes []int
 	received  []time.Time
 	flushes   int
+	sleeps    int // Sleep calls
+	flushedAt int // flushes at the last Sleep
 }
 
 func (c *collector) Segment(seg *reassembly.Segment, ifindex int) {
@@ -42,6 +44,21 @@ func (c *collector) Flush() {
 	c.mu.Lock()
 	c.flushes++
 	c.mu.Unlock()
+}
+
+func (c *collector) Sleep() {
+	c.mu.Lock()
+	c.sleeps++
+	c.flushedAt = c.flushes
+	c.mu.Unlock()
+}
+
+// sleepState returns the Sleep calls, and whether a Flush came after the
+// last of them.
+func (c *collector) sleepState() (sleeps int, flushedSince bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sleeps, c.flushes > c.flushedAt
 }
 
 // len returns the number of segments received.

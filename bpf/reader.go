@@ -31,6 +31,14 @@ type Sink interface {
 	Flush()
 }
 
+// Sleeper is a Sink that is told when the reader stops polling: Sleep is
+// called from the reader's goroutine just before it blocks until the
+// kernel wakes it, after the Flush of the last records it read. Until the
+// next Flush, nothing will come from the reader.
+type Sleeper interface {
+	Sleep()
+}
+
 // DefaultPoll is how often the reader looks at the ring buffer while
 // traffic flows. It bounds how long a segment waits in the ring then; when
 // the ring is found empty the reader blocks until the kernel wakes it.
@@ -206,6 +214,7 @@ func (r *Reader) Run(sink Sink) error {
 		}
 		sink.Segment(&seg, ifindex)
 	}
+	sleeper, _ := sink.(Sleeper)
 	timer := time.NewTimer(r.poll)
 	defer timer.Stop()
 	for {
@@ -245,6 +254,9 @@ func (r *Reader) Run(sink Sink) error {
 		woken = false
 		if empty >= idlePolls && r.conn != nil {
 			empty = 0
+			if sleeper != nil {
+				sleeper.Sleep()
+			}
 			if err := r.block(); err != nil {
 				sink.Flush()
 				return fmt.Errorf("wait on ring buffer: %w", err)

@@ -53,6 +53,10 @@ func TestReaderSleepsAndWakes(t *testing.T) {
 	requireBlocking(t, rd)
 	for i := range 3 {
 		st := waitAsleep(t, rd)
+		// The sink was told, after its last Flush, once per block.
+		if sleeps, flushed := col.sleepState(); sleeps != i+1 || flushed {
+			t.Errorf("round %d: %d Sleep calls, a Flush since the last: %v", i, sleeps, flushed)
+		}
 		k := counters(t, tee)
 		runOne(t, tee.objs.TeeEth, packet{src: client4, dst: server4, seq: uint32(i), flags: 0x18, payload: get}.frame())
 		if !waitUntil(5*time.Second, func() bool { return col.len() == i+1 }) {

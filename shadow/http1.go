@@ -90,6 +90,10 @@ func NewHTTP1(cfg SenderConfig) (*HTTP1Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Answers are not held on HTTP/1 (see AnswerHold): each has a
+	// connection of its own, which an answer read late keeps busy, and
+	// the pool grows by what it holds.
+	ep.hold = nil
 	s := &HTTP1Sender{
 		ep: ep, rw: cfg.Rewriter, set: set, stats: cfg.Stats, wait: cfg.Wait, ordered: cfg.Ordered,
 		closing: make(chan struct{}), closeDone: make(chan struct{}),

@@ -28,6 +28,7 @@ type endpoint struct {
 	tls    *tls.Config // nil for http://
 	alpn   []string
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	hold   *AnswerHold
 }
 
 // newEndpoint parses cfg.URL and prepares TLS with the given ALPN
@@ -37,7 +38,7 @@ func newEndpoint(cfg *SenderConfig, alpn ...string) (*endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &endpoint{addr: o.Addr, scheme: "http", dial: cfg.Dial, alpn: alpn}
+	e := &endpoint{addr: o.Addr, scheme: "http", dial: cfg.Dial, alpn: alpn, hold: cfg.Hold}
 	if e.dial == nil {
 		e.dial = (&net.Dialer{}).DialContext
 	}
@@ -74,7 +75,7 @@ func (e *endpoint) connect(ctx context.Context, timeout time.Duration) (nc, raw 
 	if err != nil {
 		return nil, nil, FailConnect, err
 	}
-	raw = quiet(raw)
+	raw = quiet(raw, e.hold)
 	if e.tls == nil {
 		return raw, raw, 0, nil
 	}

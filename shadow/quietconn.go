@@ -28,6 +28,12 @@ type quietConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
 
+	hold      *AnswerHold      // nil: answers are never held
+	held      bool             // SO_RCVLOWAT raised; guarded by hold.mu
+	unholdFn  func(fd uintptr) // c.unhold
+	pendingFn func(fd uintptr) // c.readPending, into pending
+	pending   int              // guarded by hold.mu
+
 	rmu    sync.Mutex
 	rbuf   []byte
 	rn     int
@@ -43,7 +49,8 @@ type quietConn struct {
 }
 
 // quiet returns nc as a quietConn if it is a TCP connection, else nc.
-func quiet(nc net.Conn) net.Conn {
+// hold, if not nil, holds its answers while the capture polls.
+func quiet(nc net.Conn, hold *AnswerHold) net.Conn {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return nc
@@ -52,8 +59,9 @@ func quiet(nc net.Conn) net.Conn {
 	if err != nil {
 		return nc
 	}
-	c := &quietConn{TCPConn: tc, rc: rc}
+	c := &quietConn{TCPConn: tc, rc: rc, hold: hold}
 	c.readFn, c.writeFn, c.tryFn = c.readOnce, c.writeAll, c.writeOnce
+	c.unholdFn, c.pendingFn = c.unhold, c.readPending
 	return c
 }
 
@@ -65,6 +73,13 @@ func (c *quietConn) Read(p []byte) (int, error) {
 	defer c.rmu.Unlock()
 	c.rbuf, c.rn, c.rerr = p, 0, 0
 	err := c.rc.Read(c.readFn)
+	if err != nil && c.hold != nil && isTimeout(err) {
+		// Bytes held in the socket when the deadline came are not late.
+		c.rc.Control(c.readNow)
+		if c.rn > 0 || c.rerr != 0 {
+			err = nil
+		}
+	}
 	n, errno := c.rn, c.rerr
 	c.rbuf = nil
 	switch {
@@ -90,12 +105,33 @@ func (c *quietConn) readOnce(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if c.hold != nil {
+				c.hold.hold(c, fd)
+			}
 			return false
 		}
 		c.rerr = e
 		return true
 	}
 }
+
+// readNow is readOnce for RawConn.Control: one read, never a wait.
+func (c *quietConn) readNow(fd uintptr) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+	switch e {
+	case 0:
+		c.rn = int(n)
+	case syscall.EAGAIN, syscall.EINTR:
+	default:
+		c.rerr = e
+	}
+}
+
+// unhold lowers the socket's SO_RCVLOWAT: the kernel signals readiness if
+// it holds a byte (see AnswerHold).
+func (c *quietConn) unhold(fd uintptr) { setLowat(fd, 1) }
+
+func (c *quietConn) readPending(fd uintptr) { c.pending = pendingBytes(fd) }
 
 func (c *quietConn) Write(b []byte) (int, error) {
 	return c.write(b, c.writeFn)

@@ -27,7 +27,7 @@ func quietPair(t *testing.T) (*quietConn, *net.TCPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qc, ok := quiet(nc).(*quietConn)
+	qc, ok := quiet(nc, nil).(*quietConn)
 	if !ok {
 		t.Fatalf("quiet(%T) is not a quietConn", nc)
 	}

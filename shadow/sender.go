@@ -105,6 +105,10 @@ type SenderConfig struct {
 	// Answer, when set, receives the end of every queued request with its
 	// tag (see AnswerFunc). When nil, nothing of the answers is kept.
 	Answer AnswerFunc
+	// Hold, when set, lets HTTP/2 answers wait in their sockets for the
+	// capture's next look at its ring (see AnswerHold). Live capture sets
+	// it; nil reads every answer as it comes. HTTP/1 senders ignore it.
+	Hold *AnswerHold
 	// AnswerBodyCap is how much of an answer's body Answer gets (the rest
 	// is read and counted in BodyLen). 0 means DefaultAnswerBodyCap;
 	// negative keeps none.
