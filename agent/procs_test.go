@@ -25,6 +25,7 @@ func TestProcsTuner(t *testing.T) {
 	}
 
 	sets = nil
+	const calm = procsCalm / 2
 	tu.cur, tu.last, tu.at, tu.calm = 1, 0, time.Unix(0, 0), 0
 	now := tu.at
 	for i, c := range []struct {
@@ -32,13 +33,13 @@ func TestProcsTuner(t *testing.T) {
 		late  time.Duration
 		want  int
 	}{
-		{0.05, 0, 1}, {0.12, 2 * time.Millisecond, 1}, // light: one P
-		{0.2, 0, 4},                                                // busy: every P at once
-		{0.1, 0, 4}, {0.05, 0, 4}, {0.05, 6 * time.Millisecond, 4}, // calm, but not long enough
-		{0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, {0.05, 0, 4}, // four calm ticks
+		{0.05, 0, 1}, {procsBusy - 0.03, 2 * time.Millisecond, 1}, // light: one P
+		{procsBusy + 0.05, 0, 4},                                         // busy: every P at once
+		{procsCalm, 0, 4}, {calm, 0, 4}, {calm, 6 * time.Millisecond, 4}, // calm, but not long enough
+		{calm, 0, 4}, {calm, 0, 4}, {calm, 0, 4}, {calm, 0, 4}, // four calm ticks
 		{0, 0, -1},                      // more
-		{0.05, 0, 1},                    // the last
-		{0.05, 8 * time.Millisecond, 4}, // goroutines waited: every P
+		{calm, 0, 1},                    // the last
+		{calm, 8 * time.Millisecond, 4}, // goroutines waited: every P
 	} {
 		if c.want == -1 {
 			// Calm ticks, up to the last of procsCalmTicks.
