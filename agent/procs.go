@@ -22,16 +22,16 @@ const (
 	// A quarter of a second of traffic: a burst that finds the agent on
 	// one P has every P a tick later.
 	procsTick = 250 * time.Millisecond
-	// One P serves a good deal more than this; its limit is the
-	// goroutines' wait (procsLate), the share only anticipates it. At
-	// 1,000 requests a second the agent uses 7-9% of a core on two Ps:
-	// with the first thresholds (15% and 10%) it never went back to one
-	// after the start-up's burst, and paid a third more per request.
-	procsBusy = 0.40
+	// At 1,000 requests a second the agent uses 6-7% of a core on one P
+	// and 8-11% on two: with the first thresholds (15% and 10%) it never
+	// went back to one after the start-up's burst, and paid a third more
+	// per request. Past a quarter of a core one P made the goroutines wait
+	// for each other (the saturation bench mirrored 68% at 33% of a core).
+	procsBusy = 0.25
 	procsLate = 5 * time.Millisecond // starvation, not a VM's or a GC's hiccup
 	// And no lateness, for procsCalmTicks ticks in a row: one P again
 	// (below procsBusy by more than what the second P costs).
-	procsCalm      = 0.25
+	procsCalm      = 0.15
 	procsCalmTicks = 20 // five seconds
 )
 
