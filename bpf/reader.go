@@ -33,8 +33,9 @@ type Sink interface {
 
 // Sleeper is a Sink that is told when the reader stops polling: Sleep is
 // called from the reader's goroutine just before it blocks until the
-// kernel wakes it, after the Flush of the last records it read. Until the
-// next Flush, nothing will come from the reader.
+// kernel wakes it, after the Flush of the last records it read (a reader
+// that cannot block, and only polls, calls it once when its looks find
+// the ring empty). Until the next Flush, nothing will come from the reader.
 type Sleeper interface {
 	Sleep()
 }
@@ -215,6 +216,7 @@ func (r *Reader) Run(sink Sink) error {
 		sink.Segment(&seg, ifindex)
 	}
 	sleeper, _ := sink.(Sleeper)
+	told := false // Sleep called since the last record, when only polling
 	timer := time.NewTimer(r.poll)
 	defer timer.Stop()
 	for {
@@ -252,6 +254,15 @@ func (r *Reader) Run(sink Sink) error {
 			empty = 0
 		}
 		woken = false
+		if n > 0 {
+			told = false
+		}
+		if empty >= idlePolls && r.conn == nil && sleeper != nil && !told {
+			// Polling only: the sink is told that the traffic stopped
+			// all the same, once, as if the reader blocked.
+			told = true
+			sleeper.Sleep()
+		}
 		if empty >= idlePolls && r.conn != nil {
 			empty = 0
 			if sleeper != nil {

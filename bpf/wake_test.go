@@ -471,3 +471,42 @@ func (tp *topology) connect(t *testing.T, addr string) (net.Conn, func()) {
 		wg.Wait()
 	}
 }
+
+// A reader that cannot block (its doorbell is not in the netpoller) only
+// polls; it still tells its Sleeper, once per quiet spell, that records
+// stopped coming.
+func TestPollingReaderTellsSleep(t *testing.T) {
+	tee := loadForTest(t, Options{Ports: []uint16{8080}, RingBytes: 1 << 20})
+	rd, err := tee.NewReader(time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.conn = nil // as if the descriptor could not be registered
+	col := &collector{}
+	done := make(chan error, 1)
+	go func() { done <- rd.Run(col) }()
+	defer func() {
+		rd.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for i := range 2 {
+		runOne(t, tee.objs.TeeEth, packet{src: client4, dst: server4, seq: uint32(i), flags: 0x18, payload: get}.frame())
+		if !waitUntil(5*time.Second, func() bool {
+			sleeps, flushed := col.sleepState()
+			return col.len() == i+1 && sleeps == i+1 && !flushed
+		}) {
+			sleeps, flushed := col.sleepState()
+			t.Fatalf("record %d: %d delivered, %d Sleep calls, flushed since: %v", i, col.len(), sleeps, flushed)
+		}
+		// Still polling, and told only once.
+		polls := rd.Stats().Polls
+		if !waitUntil(5*time.Second, func() bool { return rd.Stats().Polls > polls+5 }) {
+			t.Fatal("the reader stopped polling")
+		}
+		if sleeps, _ := col.sleepState(); sleeps != i+1 {
+			t.Fatalf("record %d: %d Sleep calls while quiet, want %d", i, sleeps, i+1)
+		}
+	}
+}
