@@ -200,8 +200,9 @@ func (r *run) stop() *Summary {
 	}
 	r.stopReload()
 	r.live.Stop()
-	// Nothing ticks any more: the answers of the drain wake the agent.
-	r.m.hold.Tick(false)
+	// Nothing ticks any more (the pipeline's last Flush may, and is
+	// ignored): the answers of the drain wake the agent.
+	r.m.hold.Stop()
 	if r.procs != nil {
 		// Nothing flushes any more, and draining may be heavy: every P.
 		r.procs.end()

@@ -26,12 +26,15 @@ import (
 // that came for a connection since the last look. A FIN, a reset or a full
 // low-water mark is signalled whatever the mark.
 //
-// An answer is so read at most one poll interval late. When the capture
+// An answer is so read late by a poll interval, or by three when traffic
+// stops: the next look that finds records ticks, and the capture sleeps
+// after two looks that find none. When the capture
 // goes to sleep (Tick(false)), the marks are lowered and no more raised:
 // answers wake the agent as they come. With no Tick at all (replay), nothing
 // is held.
 type AnswerHold struct {
 	polling atomic.Bool
+	stopped atomic.Bool // Stop: nothing is held any more, whatever Tick says
 
 	mu   sync.Mutex
 	held []*quietConn // raised since the last Tick
@@ -58,7 +61,7 @@ func (h *AnswerHold) Tick(polling bool) {
 	if h == nil {
 		return
 	}
-	h.polling.Store(polling)
+	h.polling.Store(polling && !h.stopped.Load())
 	h.mu.Lock()
 	kept := h.held[:0]
 	for _, c := range h.held {
@@ -73,6 +76,16 @@ func (h *AnswerHold) Tick(polling bool) {
 	clear(h.held[len(kept):])
 	h.held = kept
 	h.mu.Unlock()
+}
+
+// Stop lets every held socket go and holds nothing from then on, whatever
+// Tick says: for the end of a capture, whose last Flush may still tick.
+func (h *AnswerHold) Stop() {
+	if h == nil {
+		return
+	}
+	h.stopped.Store(true)
+	h.Tick(false)
 }
 
 // hold raises c's mark, fd's socket, if the capture polls. It is called by

@@ -236,3 +236,28 @@ func TestHTTP1AnswersNotHeld(t *testing.T) {
 	waitFor(t, "answered", func() bool { return st.Mirrored.Load() == 10 })
 	closeSender(t, s)
 }
+
+// After Stop nothing is held, though the capture's last Flush ticks.
+func TestAnswerHoldStop(t *testing.T) {
+	h := NewAnswerHold()
+	h.Tick(true)
+	qc, srv := heldPair(t, h)
+	got := readAsync(qc)
+	waitLowat(t, qc, holdLowat)
+	h.Stop()
+	waitLowat(t, qc, 1)
+	h.Tick(true) // a last Flush
+	srv.Write([]byte("a"))
+	if r := <-got; string(r.b) != "a" {
+		t.Fatalf("read %q, %v", r.b, r.err)
+	}
+	got = readAsync(qc)
+	time.Sleep(20 * time.Millisecond) // let it park
+	if v := lowat(t, qc); v != 1 {
+		t.Fatalf("SO_RCVLOWAT %d after Stop", v)
+	}
+	srv.Write([]byte("b"))
+	if r := <-got; string(r.b) != "b" {
+		t.Fatalf("read %q, %v", r.b, r.err)
+	}
+}
