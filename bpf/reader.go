@@ -216,7 +216,7 @@ func (r *Reader) Run(sink Sink) error {
 		sink.Segment(&seg, ifindex)
 	}
 	sleeper, _ := sink.(Sleeper)
-	told := false // Sleep called since the last record, when only polling
+	told := false // Sleep called since the last records
 	timer := time.NewTimer(r.poll)
 	defer timer.Stop()
 	for {
@@ -257,17 +257,13 @@ func (r *Reader) Run(sink Sink) error {
 		if n > 0 {
 			told = false
 		}
-		if empty >= idlePolls && r.conn == nil && sleeper != nil && !told {
-			// Polling only: the sink is told that the traffic stopped
-			// all the same, once, as if the reader blocked.
+		if empty >= idlePolls && sleeper != nil && !told {
+			// Once per quiet spell, also when the reader can only poll.
 			told = true
 			sleeper.Sleep()
 		}
 		if empty >= idlePolls && r.conn != nil {
 			empty = 0
-			if sleeper != nil {
-				sleeper.Sleep()
-			}
 			if err := r.block(); err != nil {
 				sink.Flush()
 				return fmt.Errorf("wait on ring buffer: %w", err)

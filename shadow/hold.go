@@ -15,23 +15,24 @@ import (
 // of its own, and a read of its own. On HTTP/2, where a few connections
 // carry every stream, holding turns them into one read per connection per
 // look: half the agent's wake-ups at 5,000 requests a second. (On HTTP/1,
-// where every answer has its own connection, holding keeps connections busy
-// longer and the pool grows: it costs more than it saves, and the HTTP/1
-// sender does not hold.) So while the capture polls, a connection that waits for
-// bytes raises its socket's SO_RCVLOWAT, and the kernel does not signal
-// readiness for a few bytes; at the capture's next look, Tick lowers it
-// again, and the kernel signals, at once, each socket that holds bytes
-// (setting SO_RCVLOWAT checks the socket, as new data would). The reader
-// goroutines then run on the thread that is awake, and one read takes all
-// that came for a connection since the last look. A FIN, a reset or a full
-// low-water mark is signalled whatever the mark.
+// where every answer has its own connection, holding keeps connections
+// busy longer and the pool grows: it costs more than it saves, and the
+// HTTP/1 sender does not hold.)
+//
+// So while the capture polls, a connection that waits for bytes raises its
+// socket's SO_RCVLOWAT, and the kernel does not signal readiness for a few
+// bytes; at the capture's next look, Tick lowers it again, and the kernel
+// signals, at once, each socket that holds bytes (setting SO_RCVLOWAT
+// checks the socket, as new data would). The reader goroutines then run on
+// the thread that is awake, and one read takes all that came for a
+// connection since the last look. A FIN, a reset or a full low-water mark
+// is signalled whatever the mark.
 //
 // An answer is so read late by a poll interval, or by three when traffic
 // stops: the next look that finds records ticks, and the capture sleeps
-// after two looks that find none. When the capture
-// goes to sleep (Tick(false)), the marks are lowered and no more raised:
-// answers wake the agent as they come. With no Tick at all (replay), nothing
-// is held.
+// after two looks that find none. When it goes to sleep (Tick(false)), the
+// marks are lowered and no more raised: answers wake the agent as they
+// come. With no Tick at all (replay), nothing is held.
 type AnswerHold struct {
 	polling atomic.Bool
 	stopped atomic.Bool // Stop: nothing is held any more, whatever Tick says

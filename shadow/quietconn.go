@@ -96,6 +96,21 @@ func (c *quietConn) Read(p []byte) (int, error) {
 // readOnce is the callback of RawConn.Read: false (wait for readiness) when
 // the socket has nothing yet.
 func (c *quietConn) readOnce(fd uintptr) bool {
+	if c.readSome(fd) {
+		return true
+	}
+	if c.hold != nil {
+		c.hold.hold(c, fd)
+	}
+	return false
+}
+
+// readNow is readOnce for RawConn.Control: one read, never a wait.
+func (c *quietConn) readNow(fd uintptr) { c.readSome(fd) }
+
+// readSome makes one read(2) into rbuf, setting rn or rerr; false when the
+// socket had nothing (EAGAIN).
+func (c *quietConn) readSome(fd uintptr) bool {
 	for {
 		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
 		switch e {
@@ -105,25 +120,10 @@ func (c *quietConn) readOnce(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			if c.hold != nil {
-				c.hold.hold(c, fd)
-			}
 			return false
 		}
 		c.rerr = e
 		return true
-	}
-}
-
-// readNow is readOnce for RawConn.Control: one read, never a wait.
-func (c *quietConn) readNow(fd uintptr) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
-	switch e {
-	case 0:
-		c.rn = int(n)
-	case syscall.EAGAIN, syscall.EINTR:
-	default:
-		c.rerr = e
 	}
 }
 
